@@ -1,0 +1,1 @@
+"""The ``gearworks`` command line: one entry point with a subcommand per task."""
