@@ -1,0 +1,104 @@
+"""The blocking driver: one job-server connection as a plain socket, for the threaded front-ends.
+
+Callers pump it (``recv`` with a timeout, or their own ``selectors`` loop over ``fileno()``); the bytes go to the
+same sans-I/O sessions the asyncio driver feeds.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from gearworks.connection.address import ServerAddress
+from gearworks.connection.errors import map_socket_errors
+from gearworks.connection.options import ConnectOptions
+from gearworks.errors import ConnectionLost
+
+__all__ = ["BlockingConnection"]
+
+_READ_SIZE = 256 * 1024
+
+
+class BlockingConnection:
+    """A connected socket to one job server."""
+
+    def __init__(self, address: ServerAddress, sock: socket.socket) -> None:
+        self.address = address
+        self.sock = sock
+        self.closed = False
+
+    @classmethod
+    def connect(cls, address: ServerAddress, options: ConnectOptions) -> BlockingConnection:
+        """Connect (TCP, TLS or Unix socket) within ``options.connect_timeout``.
+
+        Raises:
+            ConnectionLost: the server could not be reached in time.
+        """
+        with map_socket_errors("cannot connect to", address):
+            if address.path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.settimeout(options.connect_timeout)
+                    sock.connect(address.path)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((address.host, address.port), timeout=options.connect_timeout)
+            try:
+                options.tune(sock)
+                if options.tls is not None:
+                    hostname = options.server_hostname or (address.host if address.path is None else "localhost")
+                    sock = options.tls.wrap_socket(sock, server_hostname=hostname)
+                sock.settimeout(None)
+            except BaseException:
+                sock.close()
+                raise
+        return cls(address, sock)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, chunks: list[bytes]) -> None:
+        """Write every chunk (a batch of packets) before returning.
+
+        Raises:
+            ConnectionLost: the write failed; the connection is closed.
+        """
+        if self.closed:
+            raise ConnectionLost(f"connection to {self.address} is closed")
+        try:
+            with map_socket_errors("lost connection to", self.address):
+                if len(chunks) > 1 and sum(map(len, chunks)) < _READ_SIZE:
+                    chunks = [b"".join(chunks)]  # small packets: one syscall; large payloads: no extra copy
+                for chunk in chunks:
+                    self.sock.sendall(chunk)
+        except ConnectionLost:
+            self.close()
+            raise
+
+    def recv(self, timeout: float | None = None) -> bytes:
+        """Bytes from the server, waiting up to ``timeout`` seconds (None: forever); b"" when nothing came in time.
+
+        Raises:
+            ConnectionLost: the server closed the connection or the socket failed.
+        """
+        if self.closed:
+            raise ConnectionLost(f"connection to {self.address} is closed")
+        self.sock.settimeout(timeout)
+        try:
+            with map_socket_errors("lost connection to", self.address):
+                data = self.sock.recv(_READ_SIZE)
+        except ConnectionLost as exc:
+            if isinstance(exc.__cause__, TimeoutError):
+                return b""
+            self.close()
+            raise
+        if not data:
+            self.close()
+            raise ConnectionLost(f"connection to {self.address} closed by the server")
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.sock.close()
