@@ -1,0 +1,203 @@
+"""AsyncWorker: the worker session driven by asyncio, one connection per server.
+
+Only I/O and scheduling here (connect with backoff, feed packets, run handlers as tasks, signals); every decision
+about what to send is the session's (``session.py``), shared with the blocking ``Worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, cast
+
+from gearworks.connection import ConnectOptions, ServerAddress
+from gearworks.connection.aio import AsyncConnection, open_connection
+from gearworks.errors import ConnectionLost
+from gearworks.protocol import Decoder, Packet
+from gearworks.worker.job import WorkerJob
+from gearworks.worker.session import Handler, Outcome, ServerLink, WorkerBase, WorkerSession, call_handler
+
+__all__ = ["AsyncWorker"]
+
+log = logging.getLogger("gearworks.worker")
+
+
+class _LinkReceiver:
+    """Feeds one connection's bytes to the session and starts the jobs it hands out."""
+
+    __slots__ = ("connection", "decoder", "link", "lost", "worker")
+
+    def __init__(self, worker: AsyncWorker, link: ServerLink, max_packet_size: int) -> None:
+        self.worker = worker
+        self.link = link
+        self.decoder = Decoder(max_packet_size=max_packet_size)
+        self.lost = asyncio.Event()
+        self.connection: AsyncConnection | None = None
+
+    def data_received(self, data: bytes) -> None:
+        receive = self.worker.session.receive
+        link = self.link
+        for packet in self.decoder.feed(data):
+            job = receive(link, cast(Packet, packet))
+            if job is not None:
+                self.worker._start(job)
+        if self.connection is not None:
+            # Results of inline handlers and the next GRAB go out now, not one loop turn later: at concurrency 1
+            # every job waits on this round trip.
+            self.connection.flush()
+
+    def connection_lost(self, exc: Exception) -> None:
+        log.debug("connection to %s lost: %s", self.link.address, exc)
+        self.worker.session.disconnected(self.link, time.monotonic())
+        self.lost.set()
+        self.worker._check_finished()
+
+
+class AsyncWorker(WorkerBase):
+    """A Gearman worker for asyncio: up to ``concurrency`` jobs at once over one connection per server.
+
+    Handlers are coroutine functions (run as tasks) or plain functions (run inline on the event loop: keep them
+    short, or hand blocking work to an executor). See ``WorkerBase`` for the shared arguments; ``options`` sets
+    connect timeouts, keepalive and TLS.
+    """
+
+    def __init__(
+        self,
+        servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
+        *,
+        options: ConnectOptions | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(servers, **settings)
+        self.options = options or ConnectOptions()
+        self._connections: dict[ServerLink, AsyncConnection] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._finished: asyncio.Event | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    async def work(self, max_jobs: int | None = None, *, handle_signals: bool = True) -> int:
+        """Serve jobs until ``stop()``, SIGTERM/SIGINT (drain) or ``max_jobs`` handled; returns the jobs handled.
+
+        Connections are opened here and closed on return; a server that fails is retried with backoff.
+        """
+        session: WorkerSession = self.session
+        loop = asyncio.get_running_loop()
+        if self._finished is not None:
+            raise RuntimeError("this worker is already working")
+        self._finished = asyncio.Event()
+        session.start(max_jobs)
+        connectors = [loop.create_task(self._keep_connected(link)) for link in session.links]
+        signals = self._install_signals(loop) if handle_signals else []
+        try:
+            await self._finished.wait()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            if self._abort_timer is not None:
+                self._abort_timer.cancel()
+                self._abort_timer = None
+            session.stop()
+            for task in (*connectors, *self._tasks):
+                task.cancel()
+            for connection in list(self._connections.values()):
+                connection.close()
+            await asyncio.gather(*connectors, *self._tasks, return_exceptions=True)
+            self._connections.clear()
+            self._finished = None
+        return session.handled
+
+    async def work_one(self) -> int:
+        """Wait for one job, run it, and return (1, or 0 if stopped first)."""
+        return await self.work(max_jobs=1)
+
+    def stop(self, drain: bool = False) -> None:
+        """Stop ``work()``: at once (running handlers are cancelled, their jobs requeued by the server), or with
+        ``drain`` grab nothing more and finish the jobs in hand within ``drain_timeout`` seconds. Call it on the
+        worker's event loop (from another thread: ``loop.call_soon_threadsafe(worker.stop, True)``)."""
+        self.session.stop()
+        if self._finished is None:
+            return
+        if not drain:
+            self._finished.set()
+        elif self._abort_timer is None:
+            self._abort_timer = asyncio.get_running_loop().call_later(self.drain_timeout, self._drain_expired)
+            self._check_finished()
+
+    def _drain_expired(self) -> None:
+        log.warning(
+            "%d job(s) still running after the %.1fs drain timeout; abandoning them (the server requeues them)",
+            self.session.running,
+            self.drain_timeout,
+        )
+        if self._finished is not None:
+            self._finished.set()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        installed: list[int] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            installed.append(sig)
+        return installed
+
+    def _on_signal(self, sig: int) -> None:
+        log.info("%s: finishing %d job(s) in hand, then exiting", signal.Signals(sig).name, self.session.running)
+        self.stop(drain=True)
+
+    def _check_finished(self) -> None:
+        if self._finished is not None and self.session.finished:
+            self._finished.set()
+
+    async def _keep_connected(self, link: ServerLink) -> None:
+        session = self.session
+        while session.wants_connection(link):
+            delay = link.backoff.delay(time.monotonic())
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            receiver = _LinkReceiver(self, link, self.options.max_packet_size)
+            try:
+                connection = await open_connection(link.address, receiver, self.options)
+            except ConnectionLost as exc:
+                log.debug("connect to %s failed: %s", link.address, exc)
+                session.connect_failed(link, time.monotonic())
+                continue
+            if receiver.lost.is_set():
+                session.connect_failed(link, time.monotonic())
+                continue
+            self._connections[link] = connection
+            receiver.connection = connection
+            session.connected(link, connection.write)
+            try:
+                await receiver.lost.wait()
+            finally:
+                self._connections.pop(link, None)
+
+    def _start(self, job: WorkerJob) -> None:
+        registration = self.session.registration_for(job)
+        if registration.coroutine:
+            task = asyncio.get_running_loop().create_task(self._run(job, registration.handler))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self.session.job_returned(job, call_handler(registration.handler, job))
+            self._check_finished()
+
+    async def _run(self, job: WorkerJob, handler: Handler) -> None:
+        try:
+            outcome = Outcome(await handler(job))
+        except asyncio.CancelledError:
+            self.session.job_cancelled(job)
+            raise
+        except Exception as exc:
+            outcome = Outcome(error=exc)
+        self.session.job_returned(job, outcome)
+        self._check_finished()

@@ -1,0 +1,318 @@
+"""Worker: the worker session driven by blocking sockets and a ``selectors`` loop, one connection per server.
+
+Handlers run inline (``concurrency=1``), in a thread pool, or in a process pool (CPU-bound Python). The session
+(``session.py``, shared with ``AsyncWorker``) decides what to send; this module connects, reads, writes and waits.
+Only the loop's thread touches the session and the sockets: pool threads hand their job output and outcomes over
+through queues and a wake-up socket (a job's WORK_DATA is always taken before its handler's outcome).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from types import FrameType
+from typing import Any, Literal, cast
+
+from gearworks.connection import ConnectOptions, ServerAddress
+from gearworks.connection.blocking import BlockingConnection
+from gearworks.errors import ConnectionLost, ProtocolError
+from gearworks.protocol import Decoder, Packet
+from gearworks.worker.job import WorkerJob
+from gearworks.worker.session import Handler, Outcome, ServerLink, WorkerBase, call_handler, is_coroutine_handler
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("gearworks.worker")
+
+Pool = Literal["inline", "thread", "process"] | Executor
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class Worker(WorkerBase):
+    """A blocking Gearman worker: ``concurrency`` jobs at once over one connection per server.
+
+    Args:
+        pool: where handlers run: ``"inline"`` in the loop's thread (the default for ``concurrency=1``),
+            ``"thread"`` (the default otherwise), ``"process"`` (a process pool for CPU-bound handlers: handler,
+            workload and result must pickle, and the handler gets a detached job that cannot send updates), or an
+            ``Executor`` of yours.
+        options: connect timeouts, keepalive and TLS.
+
+    See ``WorkerBase`` for the other arguments. Handlers are plain functions (coroutine functions need
+    ``AsyncWorker``).
+    """
+
+    def __init__(
+        self,
+        servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
+        *,
+        pool: Pool | None = None,
+        options: ConnectOptions | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(servers, **settings)
+        if pool is None:
+            pool = "inline" if self.session.concurrency == 1 else "thread"
+        if pool == "inline" and self.session.concurrency != 1:
+            raise ValueError("an inline worker runs one job at a time: use concurrency=1 or a pool")
+        self.pool = pool
+        self.options = options or ConnectOptions()
+        self._connections: dict[ServerLink, tuple[BlockingConnection, Decoder]] = {}
+        self._stop_request: bool | None = None  # None: keep going; True: drain; False: stop now
+        self._outbox: deque[tuple[WorkerJob, list[bytes], int]] = deque()
+        self._returned: deque[tuple[WorkerJob, Outcome]] = deque()
+        self._broken: set[ServerLink] = set()
+        self._wake_send: socket.socket | None = None
+        self._run = 0  # which work() call a pool's late outcome belongs to
+        self._relay = _Relay(self)
+
+    def _check_handler(self, handler: Handler) -> None:
+        if is_coroutine_handler(handler):
+            raise TypeError("Worker runs plain functions; serve coroutine functions with AsyncWorker")
+
+    def stop(self, drain: bool = False) -> None:
+        """Stop ``work()``: at once (jobs in hand are abandoned, the server requeues them), or with ``drain`` grab
+        nothing more and finish the jobs in hand within ``drain_timeout`` seconds. Safe from any thread and from
+        signal handlers."""
+        self.session.stop()  # one flag store, safe here: no GRAB leaves after this, even from a running loop turn
+        self._stop_request = drain and self._stop_request is not False
+        self._wake()
+
+    @property
+    def stop_requested(self) -> bool | None:
+        """None while running on; True once a drain was asked for; False for an immediate stop."""
+        return self._stop_request
+
+    def work_one(self) -> int:
+        """Wait for one job, run it, and return (1, or 0 if stopped first)."""
+        return self.work(max_jobs=1)
+
+    def work(self, max_jobs: int | None = None, *, handle_signals: bool = True) -> int:
+        """Serve jobs until ``stop()``, SIGTERM/SIGINT (drain) or ``max_jobs`` handled; returns the jobs handled.
+
+        Connections are opened here and closed on return; a server that fails is retried with backoff.
+        """
+        session = self.session
+        if self._wake_send is not None:
+            raise RuntimeError("this worker is already working")
+        self._stop_request = None
+        selector = selectors.DefaultSelector()
+        wake_recv, self._wake_send = socket.socketpair()
+        wake_recv.setblocking(False)
+        self._wake_send.setblocking(False)
+        selector.register(wake_recv, selectors.EVENT_READ, None)
+        executor, own_executor = self._executor()
+        previous = self._install_signals() if handle_signals else {}
+        deadline: float | None = None
+        session.start(max_jobs)
+        try:
+            while True:
+                request = self.stop_requested  # never reset here: a signal may set it at any bytecode
+                if request is False:
+                    break
+                if request and deadline is None:
+                    session.stop()
+                    deadline = time.monotonic() + self.drain_timeout
+                self._settle(selector)
+                now = time.monotonic()
+                if session.finished:
+                    break
+                if deadline is not None and now >= deadline:
+                    log.warning(
+                        "%d job(s) still running after the %.1fs drain timeout; abandoning them (the server "
+                        "requeues them)",
+                        session.running,
+                        self.drain_timeout,
+                    )
+                    break
+                timeout = self._connect_due(selector, now)
+                if deadline is not None:
+                    timeout = deadline - now if timeout is None else min(timeout, deadline - now)
+                for key, _ in selector.select(timeout):
+                    if key.data is None:
+                        _drain_socket(wake_recv)
+                    else:
+                        self._read(cast(ServerLink, key.data), executor)
+        finally:
+            session.stop()
+            self._run += 1  # outcomes of handlers still running in the pool are now stale
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            for link in list(self._connections):
+                self._drop(selector, link)
+            if own_executor and executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+            self._wake_send.close()
+            self._wake_send = None
+            wake_recv.close()
+            selector.close()
+            self._outbox.clear()
+            self._returned.clear()
+            self._broken.clear()
+        return session.handled
+
+    def _executor(self) -> tuple[Executor | None, bool]:
+        if isinstance(self.pool, Executor):
+            return self.pool, False
+        if self.pool == "thread":
+            return ThreadPoolExecutor(self.session.concurrency, thread_name_prefix="gearworks-job"), True
+        if self.pool == "process":
+            return ProcessPoolExecutor(self.session.concurrency, initializer=_pool_process_signals), True
+        return None, False
+
+    def _install_signals(self) -> dict[int, _SignalHandler]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, _SignalHandler] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("%s: finishing the jobs in hand, then exiting", signal.Signals(signum).name)
+        self.stop(drain=True)
+
+    def _wake(self) -> None:
+        wake = self._wake_send
+        if wake is not None:
+            with contextlib.suppress(OSError):  # buffer full (a wake-up is pending anyway) or closing
+                wake.send(b"\0")
+
+    # Connections.
+
+    def _connect_due(self, selector: selectors.BaseSelector, now: float) -> float | None:
+        """Connect every server that is down and due; returns seconds until the next attempt (None: none due)."""
+        session = self.session
+        wait: float | None = None
+        for link in session.links:
+            if not session.wants_connection(link):
+                continue
+            delay = link.backoff.delay(now)
+            if delay == 0:
+                try:
+                    connection = BlockingConnection.connect(link.address, self.options)
+                except ConnectionLost as exc:
+                    log.debug("connect to %s failed: %s", link.address, exc)
+                    session.connect_failed(link, time.monotonic())
+                    delay = link.backoff.delay(time.monotonic())
+                else:
+                    self._connections[link] = (connection, Decoder(max_packet_size=self.options.max_packet_size))
+                    selector.register(connection, selectors.EVENT_READ, link)
+                    session.connected(link, self._sender(link, connection))
+                    continue
+            wait = delay if wait is None else min(wait, delay)
+        return wait
+
+    def _sender(self, link: ServerLink, connection: BlockingConnection) -> Callable[[list[bytes]], None]:
+        def send(chunks: list[bytes]) -> None:
+            try:
+                connection.send(chunks)
+            except ConnectionLost:
+                self._broken.add(link)
+                self._wake()
+                raise
+
+        return send
+
+    def _drop(self, selector: selectors.BaseSelector, link: ServerLink) -> None:
+        entry = self._connections.pop(link, None)
+        if entry is not None:
+            selector.unregister(entry[0])
+            entry[0].close()
+        self.session.disconnected(link, time.monotonic())
+
+    def _read(self, link: ServerLink, executor: Executor | None) -> None:
+        entry = self._connections.get(link)
+        if entry is None:
+            return
+        connection, decoder = entry
+        try:
+            data = connection.recv(None)
+            packets = list(decoder.feed(data))
+        except (ConnectionLost, ProtocolError) as exc:
+            log.debug("connection to %s lost: %s", link.address, exc)
+            self._broken.add(link)
+            return
+        receive = self.session.receive
+        for packet in packets:
+            job = receive(link, cast(Packet, packet))
+            if job is not None:
+                self._start(job, executor)
+
+    def _settle(self, selector: selectors.BaseSelector) -> None:
+        """Apply what pool threads and failed writes left: job output first, then outcomes, then lost links."""
+        returned = self._returned
+        count = len(returned)  # outcomes queued so far: their jobs' output is already in the outbox
+        outbox = self._outbox
+        while outbox:
+            self.session.job_output(*outbox.popleft())
+        for _ in range(count):
+            job, outcome = returned.popleft()
+            self.session.job_returned(job, outcome)
+        while self._broken:
+            self._drop(selector, self._broken.pop())
+
+    # Running handlers.
+
+    def _start(self, job: WorkerJob, executor: Executor | None) -> None:
+        handler = self.session.registration_for(job).handler
+        if executor is None:
+            self.session.job_returned(job, call_handler(handler, job))
+            return
+        job.reroute(self._relay)
+        try:
+            future = executor.submit(call_handler, handler, job)
+        except RuntimeError as exc:  # the pool is shutting down or broken
+            self.session.job_returned(job, Outcome(error=exc))
+            return
+        run = self._run
+        future.add_done_callback(lambda done: self._on_done(run, job, done))
+
+    def _on_done(self, run: int, job: WorkerJob, future: Future[Outcome]) -> None:
+        if run != self._run:
+            return  # finished after its work() call returned; the server has requeued it
+        try:
+            outcome = future.result()
+        except BaseException as exc:  # a pickling failure, a dead pool process, cancellation
+            outcome = Outcome(error=exc)
+        self._returned.append((job, outcome))
+        self._wake()
+
+
+class _Relay:
+    """The JobOutput of jobs whose handlers run in pool threads: their packets go to the loop thread, which owns
+    the session and the sockets."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def job_output(self, job: WorkerJob, chunks: list[bytes], packets: int = 1) -> None:
+        self.worker._outbox.append((job, chunks, packets))
+        self.worker._wake()
+
+    def payload(self, job: WorkerJob, value: object) -> bytes:
+        return self.worker.session.payload(job, value)
+
+    def exception_packets(self, job: WorkerJob, data: bytes) -> list[bytes]:
+        return self.worker.session.exception_packets(job, data)
+
+
+def _pool_process_signals() -> None:
+    """In a pool process: ignore SIGINT (a terminal's Ctrl-C reaches the whole process group; the worker drains, so
+    the job in hand must finish) and let SIGTERM kill (the worker never sends it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _drain_socket(sock: socket.socket) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while sock.recv(4096):
+            pass

@@ -1,0 +1,657 @@
+"""The worker's sans-I/O core, shared by ``AsyncWorker`` and ``Worker``: registrations, the grab/sleep/wake cycle on
+every server, how many jobs may be grabbed now, and what to send for each handler outcome.
+
+It never touches sockets, threads or clocks: drivers hand it each connection's ``send`` callable and the packets
+they decode, pass the time in as ``now``, and run the jobs it returns.
+
+How this works:
+
+- One ``ServerLink`` per job server. On connect the session sends SET_CLIENT_ID (if set), OPTION_REQ
+  ``exceptions`` (if wanted) and every CAN_DO / CAN_DO_TIMEOUT, so a reconnect restores everything.
+- A *slot* is one job the worker can run at once (``concurrency``). A GRAB is only sent for a free slot, and a
+  GRAB's slot stays reserved until its answer: JOB_ASSIGN* turns the reservation into a running job, NO_JOB frees
+  it. So the worker never holds a job it cannot start.
+- Free slots go to awake links in rotation, one GRAB at a time, so several servers are served fairly.
+- NO_JOB marks the link exhausted: no more GRABs there. Once its last GRAB is answered it sends PRE_SLEEP and
+  waits for NOOP (gearmand answers PRE_SLEEP with an immediate NOOP if work is already waiting, PROTOCOL.md §3.8).
+- A handler's outcome becomes WORK_COMPLETE (return value), or WORK_EXCEPTION (if the server accepted the
+  ``exceptions`` option) followed by WORK_FAIL (a raise). gearmand 1.1.20 ends the job at WORK_EXCEPTION and
+  answers the WORK_FAIL with a harmless ERROR JOB_NOT_FOUND (§3.7); servers that follow the original spec (Perl
+  Gearman::Server) need the WORK_FAIL to end it.
+- When a link's connection is lost its GRAB reservations are freed, and its running jobs become *lost*: their
+  handlers finish, but nothing they send goes out (the server has requeued them, §3.10).
+- A server answers requests in order (§1.1), so each link keeps what it is owed: a reply to every GRAB and to
+  OPTION_REQ, maybe an ERROR to a WORK_* packet. An ERROR is matched to the oldest of those; one that answers a
+  GRAB_JOB_UNIQ/ALL (the Perl Gearman::Server has neither) switches that server to plain GRAB_JOB.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, TypeVar, overload
+
+from gearworks.connection import ServerAddress, parse_servers
+from gearworks.connection.backoff import Backoff
+from gearworks.errors import ConnectionLost
+from gearworks.protocol import Packet, PacketType, encode, encode_parts
+from gearworks.worker.job import Encoder, WorkerJob, to_payload
+
+__all__ = [
+    "GrabMode",
+    "Handler",
+    "Outcome",
+    "Registration",
+    "ServerLink",
+    "WorkerBase",
+    "WorkerSession",
+    "call_handler",
+]
+
+log = logging.getLogger("gearworks.worker")
+
+Handler = Callable[[WorkerJob], Any]
+"""A job handler: takes the job, returns the result (bytes, str, None, or anything the encoder takes)."""
+HandlerT = TypeVar("HandlerT", bound=Handler)
+GrabMode = Literal["job", "uniq", "all"]
+"""GRAB_JOB (no unique key), GRAB_JOB_UNIQ (the default) or GRAB_JOB_ALL (unique key and reducer)."""
+Send = Callable[[list[bytes]], None]
+
+_T = PacketType
+_GRAB_TYPES = {"job": _T.GRAB_JOB, "uniq": _T.GRAB_JOB_UNIQ, "all": _T.GRAB_JOB_ALL}
+_GRAB_JOB = encode(_T.GRAB_JOB)
+_PRE_SLEEP = encode(_T.PRE_SLEEP)
+_EXCEPTIONS_OPTION = encode(_T.OPTION_REQ, (b"exceptions",))
+# What a server owes a link (ServerLink.replies).
+_MAYBE, _OPTION, _GRAB = 0, 1, 2
+
+
+def _grab_type(packet: bytes) -> int:
+    return int.from_bytes(packet[4:8], "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A function this worker serves: its name on the wire (prefix included), handler, and optional time limit."""
+
+    name: bytes
+    handler: Handler
+    timeout: float | None = None
+    coroutine: bool = False
+
+    def packet(self) -> bytes:
+        """CAN_DO, or CAN_DO_TIMEOUT with the limit in whole seconds as the clients document it (gearmand 1.1.20
+        reads milliseconds with a 1 s floor, PROTOCOL.md §3.9)."""
+        if self.timeout is None:
+            return encode(_T.CAN_DO, (self.name,))
+        return encode(_T.CAN_DO_TIMEOUT, (self.name, b"%d" % max(1, math.ceil(self.timeout))))
+
+
+class ServerLink:
+    """What the worker knows about one job server's connection."""
+
+    __slots__ = (
+        "address",
+        "asleep",
+        "awake",
+        "backoff",
+        "exceptions",
+        "generation",
+        "grab",
+        "outstanding",
+        "replies",
+        "send",
+    )
+
+    def __init__(self, address: ServerAddress, backoff: Backoff) -> None:
+        self.address = address
+        self.backoff = backoff
+        self.send: Send | None = None
+        """Writes to the current connection; None while disconnected."""
+        self.generation = 0
+        """Bumped on every connect and disconnect: jobs from an older generation are lost."""
+        self.outstanding = 0
+        """GRABs sent and not answered yet."""
+        self.awake = False
+        """GRABs may be sent (false after NO_JOB until NOOP)."""
+        self.asleep = False
+        """PRE_SLEEP sent, waiting for NOOP."""
+        self.exceptions = False
+        """The server accepted OPTION_REQ exceptions."""
+        self.grab = b""
+        """The GRAB packet this server gets (plain GRAB_JOB once it refused GRAB_JOB_UNIQ/ALL)."""
+        self.replies: deque[int] = deque()
+        """What the server owes, in the order the requests went out (it answers in order, PROTOCOL.md §1.1):
+        ``_GRAB`` and ``_OPTION`` always get a reply, ``_MAYBE`` (WORK_*, ALL_YOURS) only an ERROR."""
+
+    def __repr__(self) -> str:
+        return f"ServerLink({self.address}, connected={self.send is not None}, outstanding={self.outstanding})"
+
+    @property
+    def connected(self) -> bool:
+        return self.send is not None
+
+
+class Outcome(NamedTuple):
+    """How a handler ended: its return value, or the exception it raised."""
+
+    value: object = None
+    error: BaseException | None = None
+
+
+def call_handler(handler: Handler, job: WorkerJob) -> Outcome:
+    """Run a plain-function handler, catching whatever it raises (a handler never kills the worker)."""
+    try:
+        return Outcome(handler(job))
+    except Exception as exc:
+        return Outcome(error=exc)
+
+
+class WorkerSession:
+    """The worker's state across all its servers (see the module docstring)."""
+
+    def __init__(
+        self,
+        servers: Iterable[ServerAddress],
+        *,
+        concurrency: int = 1,
+        grab: GrabMode = "uniq",
+        client_id: bytes | None = None,
+        prefix: bytes | None = None,
+        exceptions: bool = True,
+        encoder: Encoder | None = None,
+        reconnect_delay: float = 0.1,
+        max_reconnect_delay: float = 10.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if grab not in _GRAB_TYPES:
+            raise ValueError(f"grab must be one of {sorted(_GRAB_TYPES)}")
+        self.links = [ServerLink(address, Backoff(reconnect_delay, max_reconnect_delay)) for address in servers]
+        if not self.links:
+            raise ValueError("a worker needs at least one job server")
+        self.concurrency = concurrency
+        self.grab_packet = encode(_GRAB_TYPES[grab])
+        self.client_id = client_id
+        self.prefix = prefix
+        self.exceptions = exceptions
+        self.encoder = encoder
+        self.registrations: dict[bytes, Registration] = {}
+        self.running = 0
+        """Jobs whose handler has not returned yet."""
+        self.reserved = 0
+        """GRABs sent and not answered, over all links."""
+        self.started = 0
+        self.handled = 0
+        self.limit: int | None = None
+        self.accepting = False
+        self._next = 0
+        self._dispatch: dict[PacketType, Callable[[ServerLink, tuple[bytes, ...]], WorkerJob | None]] = {
+            _T.NOOP: self._on_noop,
+            _T.NO_JOB: self._on_no_job,
+            _T.JOB_ASSIGN: self._on_assign,
+            _T.JOB_ASSIGN_UNIQ: self._on_assign_uniq,
+            _T.JOB_ASSIGN_ALL: self._on_assign_all,
+            _T.ERROR: self._on_error,
+            _T.OPTION_RES: self._on_option_res,
+        }
+
+    # Registrations and connection-level settings: kept, and sent to every connected server.
+
+    def wire_name(self, name: str | bytes) -> bytes:
+        """The function name as sent: ``prefix + TAB + name`` when the worker has a prefix (as the clients do).
+
+        Raises:
+            ValueError: empty, or containing a NUL byte.
+        """
+        raw = name.encode() if isinstance(name, str) else bytes(name)
+        if not raw or b"\0" in raw:
+            raise ValueError(f"function name {raw!r} must be non-empty and contain no NUL byte")
+        return self.prefix + b"\t" + raw if self.prefix else raw
+
+    def register(self, name: str | bytes, handler: Handler, timeout: float | None = None) -> Registration:
+        """Serve ``name`` with ``handler`` (replacing an earlier registration); ``timeout`` in seconds sends
+        CAN_DO_TIMEOUT."""
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        registration = Registration(self.wire_name(name), handler, timeout, is_coroutine_handler(handler))
+        previous = self.registrations.get(registration.name)
+        self.registrations[registration.name] = registration
+        if previous is None:
+            self._broadcast([registration.packet()])
+        elif previous.timeout != timeout:
+            # A second CAN_DO would register the name twice on gearmand (PROTOCOL.md §3.8): replace it.
+            self._broadcast([encode(_T.CANT_DO, (registration.name,)), registration.packet()])
+        self._grant()
+        return registration
+
+    def unregister(self, name: str | bytes) -> bool:
+        """Stop serving ``name`` (CANT_DO); False if it was not registered."""
+        wire = self.wire_name(name)
+        if self.registrations.pop(wire, None) is None:
+            return False
+        self._broadcast([encode(_T.CANT_DO, (wire,))])
+        return True
+
+    def reset_abilities(self) -> None:
+        """Forget every registration (RESET_ABILITIES)."""
+        self.registrations.clear()
+        self._broadcast([encode(_T.RESET_ABILITIES)])
+
+    def set_client_id(self, client_id: bytes) -> None:
+        """The id admin ``workers`` shows (SET_CLIENT_ID), sent now and on every connect."""
+        self.client_id = client_id
+        self._broadcast([encode(_T.SET_CLIENT_ID, (client_id,))])
+
+    def all_yours(self) -> None:
+        """Send ALL_YOURS (gearmand 1.1.20 answers ERROR INVALID_COMMAND, which is logged and ignored)."""
+        self._broadcast([encode(_T.ALL_YOURS)], (_MAYBE,))
+
+    def _broadcast(self, chunks: list[bytes], owed: tuple[int, ...] = ()) -> None:
+        for link in self.links:
+            self._send(link, chunks, owed)
+
+    @staticmethod
+    def _send(link: ServerLink, chunks: list[bytes], owed: Iterable[int] = ()) -> None:
+        send = link.send
+        if send is not None:
+            link.replies.extend(owed)
+            try:
+                send(chunks)
+            except ConnectionLost:
+                log.debug("send to %s failed; the driver reports the loss", link.address)
+
+    # Running and stopping.
+
+    def start(self, max_jobs: int | None = None) -> None:
+        """Begin a work loop: grab jobs, at most ``max_jobs`` in all (None: no limit)."""
+        if max_jobs is not None and max_jobs < 1:
+            raise ValueError("max_jobs must be at least 1")
+        self.limit = max_jobs
+        self.started = 0
+        self.handled = 0
+        self.running = 0  # handlers abandoned by an earlier loop no longer count
+        self.reserved = 0
+        self.accepting = True
+        self._grant()
+
+    def stop(self) -> None:
+        """Grab nothing more; jobs already held or granted still run (drain). A single flag store, so drivers may
+        call it from a signal handler or another thread."""
+        self.accepting = False
+
+    @property
+    def finished(self) -> bool:
+        """Stopped, every handler returned and every GRAB answered (or its connection gone)."""
+        return not self.accepting and self.running == 0 and self.reserved == 0
+
+    def wants_connection(self, link: ServerLink) -> bool:
+        """Whether the driver should (re)connect ``link`` now that it is down."""
+        return self.accepting and not link.connected
+
+    def connected(self, link: ServerLink, send: Send) -> None:
+        """A connection to ``link``'s server is up: send the handshake and start grabbing."""
+        link.send = send
+        link.generation += 1
+        link.outstanding = 0
+        link.awake = True
+        link.asleep = False
+        link.exceptions = False
+        link.grab = self.grab_packet
+        link.replies.clear()
+        link.backoff.succeeded()
+        chunks = []
+        if self.client_id is not None:
+            chunks.append(encode(_T.SET_CLIENT_ID, (self.client_id,)))
+        if self.exceptions:
+            chunks.append(_EXCEPTIONS_OPTION)
+        chunks.extend(registration.packet() for registration in self.registrations.values())
+        self._send(link, chunks, (_OPTION,) if self.exceptions else ())
+        self._grant()
+
+    def connect_failed(self, link: ServerLink, now: float) -> None:
+        """A connection attempt failed at ``now``: back off."""
+        link.backoff.failed(now)
+        log.warning("cannot connect to %s; retrying in %.1fs", link.address, link.backoff.delay(now))
+
+    def disconnected(self, link: ServerLink, now: float) -> None:
+        """``link``'s connection is gone: free its GRAB reservations, lose its running jobs, back off."""
+        if link.send is None:
+            return
+        link.send = None
+        link.generation += 1
+        self.reserved -= link.outstanding
+        link.outstanding = 0
+        link.replies.clear()
+        link.awake = link.asleep = False
+        if self.accepting:
+            link.backoff.failed(now)
+            log.warning("lost connection to %s; reconnecting in %.1fs", link.address, link.backoff.delay(now))
+        self._grant()
+
+    # Packets from a server.
+
+    def receive(self, link: ServerLink, packet: Packet) -> WorkerJob | None:
+        """Handle one packet from ``link``'s server; returns a job for the driver to start, if one was assigned."""
+        handler = self._dispatch.get(packet.type)
+        if handler is None:
+            log.warning("%s sent an unexpected %s packet; ignored", link.address, packet.type.name)
+            return None
+        return handler(link, packet.args)
+
+    def _on_noop(self, link: ServerLink, args: tuple[bytes, ...]) -> None:
+        link.awake = True
+        link.asleep = False
+        self._grant()
+
+    def _on_no_job(self, link: ServerLink, args: tuple[bytes, ...]) -> None:
+        link.awake = False
+        self._answered(link)
+        self._grant()
+
+    def _on_assign(self, link: ServerLink, args: tuple[bytes, ...]) -> WorkerJob | None:
+        return self._assigned(link, args[0], args[1], args[2])
+
+    def _on_assign_uniq(self, link: ServerLink, args: tuple[bytes, ...]) -> WorkerJob | None:
+        return self._assigned(link, args[0], args[1], args[3], unique=args[2])
+
+    def _on_assign_all(self, link: ServerLink, args: tuple[bytes, ...]) -> WorkerJob | None:
+        return self._assigned(link, args[0], args[1], args[4], unique=args[2], reducer=args[3])
+
+    def _on_error(self, link: ServerLink, args: tuple[bytes, ...]) -> None:
+        code, text = args
+        replies = link.replies
+        owed = replies[0] if replies else None
+        if owed == _MAYBE:
+            # A WORK_* packet (JOB_NOT_FOUND after WORK_EXCEPTION + WORK_FAIL on gearmand, or a requeued job) or
+            # ALL_YOURS (INVALID_COMMAND on gearmand).
+            replies.popleft()
+            log.debug("%s: ERROR %s %s", link.address, code, text)
+        elif owed == _OPTION:
+            replies.popleft()
+            log.info("%s does not forward exceptions (%s); failed jobs get WORK_FAIL only", link.address, code)
+        elif owed == _GRAB:
+            self._grab_refused(link, code, text)
+        else:
+            log.warning("%s sent ERROR %s: %s", link.address, code.decode(errors="replace"), text)
+
+    def _grab_refused(self, link: ServerLink, code: bytes, text: bytes) -> None:
+        # The Perl Gearman::Server has no GRAB_JOB_UNIQ/ALL and answers them with ERROR server_error: use GRAB_JOB
+        # there. If even that is refused, wait for a NOOP rather than spin.
+        if link.grab != _GRAB_JOB:
+            log.warning("%s refused %s (%s); using GRAB_JOB there", link.address, _T(_grab_type(link.grab)).name, code)
+            link.grab = _GRAB_JOB
+        else:
+            log.warning("%s refused GRAB_JOB: %s %s", link.address, code, text)
+            link.awake = False
+        self._answered(link)
+        self._grant()
+
+    def _on_option_res(self, link: ServerLink, args: tuple[bytes, ...]) -> None:
+        if self._owed(link, _OPTION):
+            link.exceptions = args[0].lower().startswith(b"exceptions")
+
+    @staticmethod
+    def _owed(link: ServerLink, kind: int) -> bool:
+        """Settle a reply of ``kind``. Replies are in request order, so whatever was owed before it will not come
+        any more (an ERROR-only WORK_*, or an OPTION_REQ a server ignored)."""
+        replies = link.replies
+        if kind not in replies:
+            log.warning("%s sent a reply nothing asked for", link.address)
+            return False
+        while (owed := replies.popleft()) != kind:
+            if owed != _MAYBE:
+                log.debug("%s never answered an earlier request", link.address)
+        return True
+
+    def _answered(self, link: ServerLink) -> None:
+        """A GRAB was answered. Once an exhausted link's last GRAB is answered, whatever the answer, it sleeps: the
+        last answers may be jobs that arrived after an earlier NO_JOB, and without PRE_SLEEP no NOOP would come."""
+        if self._owed(link, _GRAB):
+            link.outstanding -= 1
+            self.reserved -= 1
+        if not link.awake and link.outstanding == 0 and self.accepting and not link.asleep:
+            link.asleep = True
+            self._send(link, [_PRE_SLEEP])
+
+    def _assigned(
+        self,
+        link: ServerLink,
+        handle: bytes,
+        function: bytes,
+        workload: bytes,
+        *,
+        unique: bytes = b"",
+        reducer: bytes | None = None,
+    ) -> WorkerJob | None:
+        self._answered(link)
+        job = WorkerJob(handle, function, workload, unique, reducer, output=self, link=link, generation=link.generation)
+        self.running += 1
+        self.started += 1
+        if self.limit is not None and self.started >= self.limit:
+            self.accepting = False
+        if function not in self.registrations:
+            log.warning("%s assigned %r for unregistered function %r; failing it", link.address, job, function)
+            self.job_returned(job, Outcome(error=LookupError(f"no handler for {function!r}")))
+            return None
+        return job
+
+    def registration_for(self, job: WorkerJob) -> Registration:
+        """The registration (handler, whether it is a coroutine function) of the job's function."""
+        return self.registrations[job.function]
+
+    # Handler outcomes and job output (the JobOutput protocol of WorkerJob).
+
+    def job_cancelled(self, job: WorkerJob) -> None:
+        """A handler was cancelled (immediate stop): free its slot, send nothing (the server requeues the job)."""
+        self.running -= 1
+
+    def job_returned(self, job: WorkerJob, outcome: Outcome) -> None:
+        """A handler finished: end the job from its outcome unless it ended itself, free its slot, grab again."""
+        self.running -= 1
+        self.handled += 1
+        chunks: list[bytes] = []
+        owed: list[int] = []
+        if not job.done:
+            job.end()
+            if outcome.error is None:
+                try:
+                    chunks = encode_parts(_T.WORK_COMPLETE, (job.handle, self.payload(job, outcome.value)))
+                    owed = [_MAYBE]
+                except Exception as exc:
+                    outcome = Outcome(error=exc)
+            if outcome.error is not None:
+                log.error("handler for %r raised", job.function, exc_info=outcome.error)
+                error = outcome.error
+                chunks = self.exception_packets(job, f"{type(error).__name__}: {error}".encode(errors="replace"))
+                owed = [_MAYBE] * len(chunks)
+        elif outcome.error is not None:
+            log.error("handler for %r raised after ending its job", job.function, exc_info=outcome.error)
+        link = job.link
+        assert isinstance(link, ServerLink)
+        if job.generation != link.generation:
+            log.warning("job %r from %s was lost with its connection; result dropped", job.handle, link.address)
+            chunks = []
+            owed = []
+        grants = self._grants()
+        for other, count in grants.items():
+            if other is not link:
+                self._send(other, [other.grab] * count, (_GRAB,) * count)
+        count = grants.get(link, 0)
+        chunks.extend([link.grab] * count)
+        owed.extend([_GRAB] * count)
+        if chunks:
+            self._send(link, chunks, owed)
+
+    def job_output(self, job: WorkerJob, chunks: list[bytes], packets: int = 1) -> None:
+        """Send a job's packets (``packets`` of them in ``chunks``), unless its connection is gone (then the server
+        has requeued it: drop them)."""
+        link = job.link
+        assert isinstance(link, ServerLink)
+        if job.generation == link.generation:
+            self._send(link, chunks, (_MAYBE,) * packets)
+        else:
+            log.debug("job %r is lost: output dropped", job.handle)
+
+    def payload(self, job: WorkerJob, value: object) -> bytes:
+        """A result value as bytes (``to_payload`` with this worker's encoder)."""
+        return to_payload(value, self.encoder, job.function)
+
+    def exception_packets(self, job: WorkerJob, data: bytes) -> list[bytes]:
+        """WORK_EXCEPTION (if the job's server accepted the ``exceptions`` option), then WORK_FAIL."""
+        link = job.link
+        fail = encode(_T.WORK_FAIL, (job.handle,))
+        if isinstance(link, ServerLink) and link.exceptions:
+            return [encode(_T.WORK_EXCEPTION, (job.handle, data)), fail]
+        return [fail]
+
+    # Grabbing.
+
+    def free_slots(self) -> int:
+        """How many more GRABs may be sent now."""
+        if not self.accepting or not self.registrations:
+            return 0
+        free = self.concurrency - self.running - self.reserved
+        if self.limit is not None:
+            free = min(free, self.limit - self.started - self.reserved)
+        return free
+
+    def _grants(self) -> dict[ServerLink, int]:
+        """Hand free slots to awake links in rotation, reserving them; returns GRABs to send per link."""
+        free = self.free_slots()
+        grants: dict[ServerLink, int] = {}
+        links = self.links
+        count = len(links)
+        while free > 0:
+            granted = False
+            for _ in range(count):
+                link = links[self._next]
+                self._next = (self._next + 1) % count
+                if link.awake and link.send is not None:
+                    grants[link] = grants.get(link, 0) + 1
+                    link.outstanding += 1
+                    self.reserved += 1
+                    free -= 1
+                    granted = True
+                    if free == 0:
+                        break
+            if not granted:
+                break
+        return grants
+
+    def _grant(self) -> None:
+        for link, count in self._grants().items():
+            self._send(link, [link.grab] * count, (_GRAB,) * count)
+
+
+class WorkerBase:
+    """The registration API both workers share; drivers add connecting and running.
+
+    Args:
+        servers: ``"host:port,host:port"``, a list, or None for ``$GEARMAN_SERVERS`` (else 127.0.0.1:4730).
+        concurrency: jobs run at once, over all servers.
+        grab: ``"uniq"`` (GRAB_JOB_UNIQ, the default), ``"all"`` (GRAB_JOB_ALL) or ``"job"`` (GRAB_JOB).
+        client_id: shown by admin ``workers`` (SET_CLIENT_ID).
+        prefix: prepended to every function name with a TAB, as the clients' ``prefix`` does.
+        exceptions: ask each server to forward exceptions (OPTION_REQ); a raise then sends WORK_EXCEPTION first.
+        encoder: turns non-bytes, non-str return values into payloads (e.g. ``json_encoder``).
+        drain_timeout: seconds ``stop(drain=True)`` and SIGTERM/SIGINT wait for jobs in hand.
+        reconnect_delay, max_reconnect_delay: backoff after a server fails (exponential, with jitter).
+    """
+
+    def __init__(
+        self,
+        servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
+        *,
+        concurrency: int = 1,
+        grab: GrabMode = "uniq",
+        client_id: str | bytes | None = None,
+        prefix: str | bytes | None = None,
+        exceptions: bool = True,
+        encoder: Encoder | None = None,
+        drain_timeout: float = 30.0,
+        reconnect_delay: float = 0.1,
+        max_reconnect_delay: float = 10.0,
+    ) -> None:
+        self.session = WorkerSession(
+            parse_servers(servers),
+            concurrency=concurrency,
+            grab=grab,
+            client_id=_as_bytes(client_id),
+            prefix=_as_bytes(prefix),
+            exceptions=exceptions,
+            encoder=encoder,
+            reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay,
+        )
+        self.drain_timeout = drain_timeout
+
+    def _check_handler(self, handler: Handler) -> None:
+        """Refuse handlers this front-end cannot run (overridden by drivers)."""
+
+    @overload
+    def register(
+        self, name: str | bytes, handler: None = None, timeout: float | None = None
+    ) -> Callable[[HandlerT], HandlerT]: ...
+
+    @overload
+    def register(self, name: str | bytes, handler: HandlerT, timeout: float | None = None) -> HandlerT: ...
+
+    def register(
+        self, name: str | bytes, handler: HandlerT | None = None, timeout: float | None = None
+    ) -> HandlerT | Callable[[HandlerT], HandlerT]:
+        """Serve function ``name`` with ``handler(job)``; without a handler, a decorator.
+
+        ``timeout`` (seconds, rounded up) is sent as CAN_DO_TIMEOUT. gearworks' server fails a job that runs past it;
+        gearmand 1.1.20 reads the number as milliseconds (1 s minimum), requeues the job silently, and cancels the
+        timer when the connection sends PRE_SLEEP, which an idle slot of a ``concurrency > 1`` worker does
+        (PROTOCOL.md §3.9).
+
+        Raises:
+            ValueError: an empty name or one with a NUL byte; a timeout that is not positive.
+            TypeError: a handler this worker cannot run.
+        """
+        if handler is None:
+
+            def decorate(function: HandlerT) -> HandlerT:
+                return self.register(name, function, timeout)
+
+            return decorate
+        self._check_handler(handler)
+        self.session.register(name, handler, timeout)
+        return handler
+
+    def unregister(self, name: str | bytes) -> bool:
+        """Stop serving ``name`` (CANT_DO); False if it was not registered."""
+        return self.session.unregister(name)
+
+    def reset_abilities(self) -> None:
+        """Stop serving every function (RESET_ABILITIES)."""
+        self.session.reset_abilities()
+
+    def set_client_id(self, client_id: str | bytes) -> None:
+        """Set the id admin ``workers`` shows (SET_CLIENT_ID), now and after every reconnect."""
+        self.session.set_client_id(_as_bytes(client_id) or b"")
+
+    def all_yours(self) -> None:
+        """Send ALL_YOURS to every connected server (never implemented by gearmand 1.1.20)."""
+        self.session.all_yours()
+
+    @property
+    def functions(self) -> list[bytes]:
+        """Registered function names as sent (prefix included)."""
+        return list(self.session.registrations)
+
+
+def is_coroutine_handler(handler: Handler) -> bool:
+    """Whether calling ``handler`` gives a coroutine to await."""
+    call = getattr(handler, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+def _as_bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value

@@ -1,0 +1,397 @@
+"""The worker session alone, no sockets: registrations, the grab/sleep/wake cycle, the concurrency cap, what each
+handler outcome sends, and what a reconnect re-sends."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from gearworks.connection import ServerAddress
+from gearworks.protocol import RES, Decoder, Packet, PacketType
+from gearworks.worker import WorkerJob, json_encoder
+from gearworks.worker.session import GrabMode, Outcome, ServerLink, WorkerSession
+
+T = PacketType
+
+
+class Wire:
+    """A fake connection: decodes and records every packet the session sends on it."""
+
+    def __init__(self) -> None:
+        self.decoder = Decoder()
+        self.packets: list[Packet] = []
+        self.writes = 0
+
+    def __call__(self, chunks: list[bytes]) -> None:
+        self.writes += 1
+        for chunk in chunks:
+            self.packets.extend(p for p in self.decoder.feed(chunk) if isinstance(p, Packet))
+
+    def take(self) -> list[tuple[PacketType, tuple[bytes, ...]]]:
+        taken = [(p.type, p.args) for p in self.packets]
+        self.packets.clear()
+        return taken
+
+
+def res(ptype: PacketType, *args: bytes) -> Packet:
+    return Packet(ptype, args, RES)
+
+
+def make(
+    servers: int = 1, *, concurrency: int = 1, grab: GrabMode = "uniq", **settings: object
+) -> tuple[WorkerSession, list[Wire]]:
+    session = WorkerSession(
+        [ServerAddress("127.0.0.1", 4730 + n) for n in range(servers)],
+        concurrency=concurrency,
+        grab=grab,
+        **settings,  # type: ignore[arg-type]
+    )
+    return session, [Wire() for _ in range(servers)]
+
+
+def connect(session: WorkerSession, wires: list[Wire]) -> None:
+    for link, wire in zip(session.links, wires, strict=True):
+        session.connected(link, wire)
+
+
+def assign(
+    session: WorkerSession, link: ServerLink, handle: bytes, function: bytes = b"f", data: bytes = b"w"
+) -> WorkerJob:
+    job = session.receive(link, res(T.JOB_ASSIGN_UNIQ, handle, function, b"u-" + handle, data))
+    assert job is not None
+    return job
+
+
+def noop_handler(job: WorkerJob) -> bytes:
+    return b""
+
+
+def ready(servers: int = 1, **settings: object) -> tuple[WorkerSession, list[Wire]]:
+    """A started session serving ``f``, connected to fake wires."""
+    session, wires = make(servers, **settings)  # type: ignore[arg-type]
+    session.register("f", noop_handler)
+    session.start()
+    connect(session, wires)
+    return session, wires
+
+
+def test_connect_sends_client_id_option_and_every_registration_then_grabs() -> None:
+    session, wires = make(concurrency=2, client_id=b"w-1")
+    session.register("f", noop_handler)
+    session.register(b"g", noop_handler, timeout=2.5)
+    session.start()
+    connect(session, wires)
+    assert wires[0].take() == [
+        (T.SET_CLIENT_ID, (b"w-1",)),
+        (T.OPTION_REQ, (b"exceptions",)),
+        (T.CAN_DO, (b"f",)),
+        (T.CAN_DO_TIMEOUT, (b"g", b"3")),  # whole seconds, rounded up
+        (T.GRAB_JOB_UNIQ, ()),
+        (T.GRAB_JOB_UNIQ, ()),
+    ]
+    assert wires[0].writes == 2  # handshake in one write, grabs in the next
+
+
+def test_registering_while_connected_sends_at_once_and_prefix_is_tab_joined() -> None:
+    session, wires = make(prefix=b"app")
+    session.start()
+    connect(session, wires)
+    assert wires[0].take() == [(T.OPTION_REQ, (b"exceptions",))]  # nothing to grab for yet
+    session.register("f", noop_handler)
+    assert wires[0].take() == [(T.CAN_DO, (b"app\tf",)), (T.GRAB_JOB_UNIQ, ())]
+    assert session.unregister("f")
+    assert not session.unregister("f")
+    session.reset_abilities()
+    session.set_client_id(b"id two")
+    session.all_yours()
+    assert wires[0].take() == [
+        (T.CANT_DO, (b"app\tf",)),
+        (T.RESET_ABILITIES, ()),
+        (T.SET_CLIENT_ID, (b"id two",)),
+        (T.ALL_YOURS, ()),
+    ]
+
+
+@pytest.mark.parametrize("name", ["", "a\0b"])
+def test_bad_function_names_raise(name: str) -> None:
+    session, _ = make()
+    with pytest.raises(ValueError, match="function name"):
+        session.register(name, noop_handler)
+
+
+def test_no_job_sleeps_after_the_last_grab_and_noop_wakes() -> None:
+    session, wires = ready(concurrency=3, exceptions=False)
+    link, wire = session.links[0], wires[0]
+    wire.take()
+    session.receive(link, res(T.NO_JOB))
+    session.receive(link, res(T.NO_JOB))
+    assert wire.take() == []  # a grab is still out
+    session.receive(link, res(T.NO_JOB))
+    assert wire.take() == [(T.PRE_SLEEP, ())]
+    session.receive(link, res(T.NOOP))
+    assert wire.take() == [(T.GRAB_JOB_UNIQ, ())] * 3
+
+
+@pytest.mark.parametrize(("grab", "packet"), [("job", T.GRAB_JOB), ("all", T.GRAB_JOB_ALL)])
+def test_grab_modes(grab: GrabMode, packet: PacketType) -> None:
+    _session, wires = ready(grab=grab, exceptions=False)
+    assert wires[0].take() == [(T.CAN_DO, (b"f",)), (packet, ())]
+
+
+def test_job_assign_variants_fill_the_job() -> None:
+    session, _wires = ready(concurrency=3, exceptions=False)
+    link = session.links[0]
+    plain = session.receive(link, res(T.JOB_ASSIGN, b"H:1", b"f", b"w1"))
+    uniq = session.receive(link, res(T.JOB_ASSIGN_UNIQ, b"H:2", b"f", b"u2", b"w2"))
+    full = session.receive(link, res(T.JOB_ASSIGN_ALL, b"H:3", b"f", b"u3", b"red", b"w\x003"))
+    assert plain is not None
+    assert uniq is not None
+    assert full is not None
+    assert (plain.handle, plain.function, plain.unique, plain.workload, plain.reducer) == (
+        b"H:1",
+        b"f",
+        b"",
+        b"w1",
+        None,
+    )
+    assert (uniq.unique, uniq.workload) == (b"u2", b"w2")
+    assert (full.unique, full.reducer, full.workload) == (b"u3", b"red", b"w\x003")
+
+
+def test_concurrency_cap_never_grabs_a_job_that_cannot_start() -> None:
+    session, wires = ready(concurrency=2, exceptions=False)
+    link, wire = session.links[0], wires[0]
+    assert wire.take()[-2:] == [(T.GRAB_JOB_UNIQ, ())] * 2
+    first = assign(session, link, b"H:1")
+    assign(session, link, b"H:2")
+    session.receive(link, res(T.NOOP))
+    assert wire.take() == []  # both slots busy
+    assert session.free_slots() == 0
+    session.job_returned(first, Outcome(b"ok"))
+    assert wire.take() == [(T.WORK_COMPLETE, (b"H:1", b"ok")), (T.GRAB_JOB_UNIQ, ())]
+
+
+def test_result_and_next_grab_leave_in_one_write() -> None:
+    session, wires = ready(exceptions=False)
+    job = assign(session, session.links[0], b"H:1")
+    writes = wires[0].writes
+    session.job_returned(job, Outcome("héllo"))
+    assert wires[0].writes == writes + 1
+    assert wires[0].take()[-2:] == [(T.WORK_COMPLETE, (b"H:1", "héllo".encode())), (T.GRAB_JOB_UNIQ, ())]
+
+
+@pytest.mark.parametrize(
+    ("value", "encoder", "sent"),
+    [
+        (b"raw\x00bytes", None, (T.WORK_COMPLETE, (b"H:1", b"raw\x00bytes"))),
+        ("text", None, (T.WORK_COMPLETE, (b"H:1", b"text"))),
+        (bytearray(b"ba"), None, (T.WORK_COMPLETE, (b"H:1", b"ba"))),
+        (None, None, (T.WORK_COMPLETE, (b"H:1", b""))),
+        ({"a": [1, 2]}, json_encoder, (T.WORK_COMPLETE, (b"H:1", b'{"a":[1,2]}'))),
+    ],
+)
+def test_return_values_become_work_complete(value: object, encoder: object, sent: tuple[object, ...]) -> None:
+    session, wires = ready(exceptions=False, encoder=encoder)
+    job = assign(session, session.links[0], b"H:1")
+    wires[0].take()
+    session.job_returned(job, Outcome(value))
+    assert wires[0].take()[0] == sent
+
+
+def test_non_bytes_result_without_encoder_fails_the_job_with_a_clear_error() -> None:
+    session, wires = ready()
+    link = session.links[0]
+    session.receive(link, res(T.OPTION_RES, b"exceptions"))
+    job = assign(session, link, b"H:1")
+    wires[0].take()
+    session.job_returned(job, Outcome(42))
+    (exception, fail, _grab) = wires[0].take()
+    assert exception[0] is T.WORK_EXCEPTION
+    assert b"TypeError" in exception[1][1]
+    assert b"returned int" in exception[1][1]
+    assert fail == (T.WORK_FAIL, (b"H:1",))
+
+
+def test_raise_sends_exception_then_fail_when_the_server_forwards_exceptions() -> None:
+    session, wires = ready()
+    link = session.links[0]
+    session.receive(link, res(T.OPTION_RES, b"exceptions"))
+    job = assign(session, link, b"H:1")
+    wires[0].take()
+    session.job_returned(job, Outcome(error=ValueError("boom")))
+    assert wires[0].take() == [
+        (T.WORK_EXCEPTION, (b"H:1", b"ValueError: boom")),
+        (T.WORK_FAIL, (b"H:1",)),
+        (T.GRAB_JOB_UNIQ, ()),
+    ]
+    assert session.running == 0
+
+
+def test_raise_sends_only_fail_when_the_server_refused_the_option() -> None:
+    session, wires = ready()
+    link = session.links[0]
+    session.receive(link, res(T.ERROR, b"UNKNOWN_OPTION", b"Server does not recognize given option"))
+    job = assign(session, link, b"H:1")
+    wires[0].take()
+    session.job_returned(job, Outcome(error=RuntimeError("x")))
+    assert wires[0].take()[:1] == [(T.WORK_FAIL, (b"H:1",))]
+
+
+def test_job_methods_send_updates_and_an_ended_job_ignores_the_return_value() -> None:
+    session, wires = ready(exceptions=False)
+    job = assign(session, session.links[0], b"H:1")
+    wires[0].take()
+    job.status(3, 10)
+    job.data(b"part")
+    job.warning("careful")
+    job.complete("final")
+    job.fail()  # ignored: already ended
+    session.job_returned(job, Outcome(b"ignored"))
+    assert wires[0].take() == [
+        (T.WORK_STATUS, (b"H:1", b"3", b"10")),
+        (T.WORK_DATA, (b"H:1", b"part")),
+        (T.WORK_WARNING, (b"H:1", b"careful")),
+        (T.WORK_COMPLETE, (b"H:1", b"final")),
+        (T.GRAB_JOB_UNIQ, ()),
+    ]
+
+
+def test_reconnect_resends_everything_and_drops_lost_jobs_output() -> None:
+    session, wires = make(concurrency=2, client_id=b"me")
+    session.register("f", noop_handler, timeout=30)
+    session.start()
+    connect(session, wires)
+    link = session.links[0]
+    job = assign(session, link, b"H:1")
+    session.disconnected(link, now=100.0)
+    assert session.reserved == 0
+    assert session.running == 1
+    assert not link.backoff.available(100.0)
+    fresh = Wire()
+    session.connected(link, fresh)
+    assert fresh.take() == [
+        (T.SET_CLIENT_ID, (b"me",)),
+        (T.OPTION_REQ, (b"exceptions",)),
+        (T.CAN_DO_TIMEOUT, (b"f", b"30")),
+        (T.GRAB_JOB_UNIQ, ()),  # one slot is still taken by the lost job's handler
+    ]
+    job.data(b"late")
+    session.job_returned(job, Outcome(b"late result"))
+    assert fresh.take() == [(T.GRAB_JOB_UNIQ, ())]  # nothing about H:1: the server requeued it
+
+
+def test_two_servers_share_slots_in_turn() -> None:
+    session, wires = ready(servers=2, exceptions=False)
+    first = [wire.take().count((T.GRAB_JOB_UNIQ, ())) for wire in wires]
+    assert first == [1, 0]
+    job = assign(session, session.links[0], b"H:1")
+    session.job_returned(job, Outcome(b""))
+    assert [wire.take().count((T.GRAB_JOB_UNIQ, ())) for wire in wires] == [0, 1]
+    session.receive(session.links[1], res(T.NO_JOB))
+    assert wires[1].take() == [(T.PRE_SLEEP, ())]
+    assert wires[0].take() == [(T.GRAB_JOB_UNIQ, ())]  # the freed slot goes to the awake server
+
+
+def test_max_jobs_limits_grabs_and_stop_drains() -> None:
+    session, wires = make(concurrency=4, exceptions=False)
+    session.register("f", noop_handler)
+    session.start(max_jobs=1)
+    connect(session, wires)
+    assert wires[0].take().count((T.GRAB_JOB_UNIQ, ())) == 1
+    job = assign(session, session.links[0], b"H:1")
+    assert not session.accepting
+    assert not session.finished
+    session.receive(session.links[0], res(T.NOOP))
+    assert wires[0].take() == []
+    session.job_returned(job, Outcome(b"done"))
+    assert wires[0].take() == [(T.WORK_COMPLETE, (b"H:1", b"done"))]
+    assert session.finished
+    assert session.handled == 1
+
+
+def test_stop_with_a_grab_outstanding_waits_for_its_answer() -> None:
+    session, wires = ready(exceptions=False)
+    session.stop()
+    assert not session.finished  # the GRAB's answer may still be a job to run
+    session.receive(session.links[0], res(T.NO_JOB))
+    assert wires[0].take()[-1] == (T.GRAB_JOB_UNIQ, ())  # no PRE_SLEEP while stopping
+    assert session.finished
+
+
+def test_assignment_for_an_unregistered_function_is_failed() -> None:
+    session, wires = ready(exceptions=False)
+    wires[0].take()
+    assert session.receive(session.links[0], res(T.JOB_ASSIGN, b"H:9", b"gone", b"")) is None
+    assert wires[0].take() == [(T.WORK_FAIL, (b"H:9",)), (T.GRAB_JOB_UNIQ, ())]
+
+
+def test_detached_job_copy_cannot_send() -> None:
+    session, _wires = ready(exceptions=False)
+    job = assign(session, session.links[0], b"H:1", data=b"payload")
+    copy = pickle.loads(pickle.dumps(job))
+    assert (copy.handle, copy.function, copy.unique, copy.workload) == (b"H:1", b"f", b"u-H:1", b"payload")
+    with pytest.raises(RuntimeError, match="detached"):
+        copy.data(b"x")
+
+
+def test_errors_are_matched_to_requests_in_order() -> None:
+    """A server that refuses GRAB_JOB_UNIQ (the Perl Gearman::Server) gets GRAB_JOB; ERRORs answering WORK_* or
+    OPTION_REQ are not mistaken for GRAB replies."""
+    session, wires = ready()
+    link, wire = session.links[0], wires[0]
+    wire.take()
+    session.receive(link, res(T.ERROR, b"UNKNOWN_OPTION", b"no"))  # answers OPTION_REQ
+    assert wire.take() == []
+    session.receive(link, res(T.ERROR, b"server_error", b"no CMD_grab_job_uniq"))  # answers the GRAB
+    assert wire.take() == [(T.GRAB_JOB, ())]
+    job = session.receive(link, res(T.JOB_ASSIGN, b"H:1", b"f", b"w"))
+    assert job is not None
+    job.data(b"d")
+    session.job_returned(job, Outcome(error=ValueError("x")))
+    assert wire.take() == [(T.WORK_DATA, (b"H:1", b"d")), (T.WORK_FAIL, (b"H:1",)), (T.GRAB_JOB, ())]
+    session.receive(link, res(T.ERROR, b"server_error", b"no CMD_work_data"))  # answers WORK_DATA
+    session.receive(link, res(T.ERROR, b"JOB_NOT_FOUND", b"gone"))  # answers WORK_FAIL
+    assert link.outstanding == 1
+    session.receive(link, res(T.NO_JOB))
+    assert wire.take() == [(T.PRE_SLEEP, ())]
+    assert link.outstanding == 0
+    session.all_yours()
+    session.receive(link, res(T.ERROR, b"INVALID_COMMAND", b"Command not expected"))
+    assert list(link.replies) == []
+
+
+def test_registering_a_name_again_replaces_it() -> None:
+    session, wires = ready(exceptions=False)
+    wires[0].take()
+    session.register("f", lambda job: b"new handler")  # same registration on the server: nothing sent
+    session.register("f", noop_handler, timeout=5)
+    assert wires[0].take() == [(T.CANT_DO, (b"f",)), (T.CAN_DO_TIMEOUT, (b"f", b"5"))]
+
+
+def test_sleeps_when_a_job_answers_the_last_grab_after_a_no_job() -> None:
+    """NO_JOB to one GRAB, then a job (submitted meanwhile) to the last one: PRE_SLEEP must still go out, or no NOOP
+    ever wakes the worker for the jobs queued later."""
+    session, wires = ready(concurrency=2, exceptions=False)
+    link, wire = session.links[0], wires[0]
+    wire.take()
+    session.receive(link, res(T.NO_JOB))
+    assert wire.take() == []
+    job = assign(session, link, b"H:1")
+    assert wire.take() == [(T.PRE_SLEEP, ())]
+    session.job_returned(job, Outcome(b""))
+    assert wire.take() == [(T.WORK_COMPLETE, (b"H:1", b""))]  # asleep: no GRAB until NOOP
+    session.receive(link, res(T.NOOP))
+    assert wire.take() == [(T.GRAB_JOB_UNIQ, ())] * 2
+
+
+def test_a_server_that_ignores_the_option_still_gets_grabs_counted() -> None:
+    session, wires = ready(concurrency=2)
+    link, wire = session.links[0], wires[0]
+    wire.take()
+    session.receive(link, res(T.NO_JOB))  # no OPTION_RES came first: that reply is never coming
+    session.receive(link, res(T.NO_JOB))
+    assert wire.take() == [(T.PRE_SLEEP, ())]
+    assert link.outstanding == 0
+    assert session.reserved == 0
+    assert not link.exceptions
