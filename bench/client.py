@@ -1,0 +1,214 @@
+"""Clients side by side against one C gearmand: gearworks' AsyncClient and Client against Perl's Gearman::Client
+and PHP's libgearman client, in one run.
+
+Scenarios, in jobs/s (medians of interleaved rounds): sequential foreground round trips, one 5,000-task set,
+10,000 pipelined background submissions, 1 MiB foreground round trips. gearmand runs with -t 4; one
+PHP/libgearman worker echoes the small jobs, one Perl Gearman::Worker echoes the 1 MiB ones (PHP's client moves
+1 MiB payloads slowly, so it runs fewer of them). The Perl client has no pipelining: its background row is
+sequential ``dispatch_background``. Ends with one ``RESULT {json}`` line.
+Usage: python bench/client.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.servers starts gearmand; tests/peers holds the PHP and Perl peers
+
+from tests.servers import gearmand_process  # noqa: E402
+
+from gearworks.client import AsyncClient, Client, Job  # noqa: E402
+from gearworks.protocol import Decoder, PacketType, encode  # noqa: E402
+
+PEERS = ROOT / "tests" / "peers"
+SMALL = b"x" * 32
+BIG = b"\0gearworks" * (1024 * 1024 // 10) + b"\0" * (1024 * 1024 % 10)
+SCENARIOS = ("sequential", "task set", "background", "1 MiB")
+FUNCTIONS = {"sequential": "bench_echo", "task set": "bench_echo", "background": "bench_sink", "1 MiB": "bench_big"}
+PEER_MODES = {"sequential": "seq", "task set": "pipe", "background": "bg", "1 MiB": "seq"}
+
+
+def counts(quick: bool) -> dict[str, int]:
+    return {
+        "sequential": 500 if quick else 5000,
+        "task set": 5000,
+        "background": 10_000,
+        "1 MiB": 30 if quick else 200,
+    }
+
+
+def peer_counts(quick: bool) -> dict[str, dict[str, int]]:
+    """Fewer jobs where a reference client is slow, so --quick stays under a minute (rates are per job)."""
+    base = counts(quick)
+    return {
+        "perl": {**base, "background": 1000 if quick else 10_000},
+        "php": {**base, "1 MiB": 3 if quick else 10},
+    }
+
+
+async def run_async(scenario: str, count: int, port: int) -> float:
+    async with AsyncClient(f"127.0.0.1:{port}") as client:
+        await client.echo(b"warm")
+        function = FUNCTIONS[scenario]
+        start = time.perf_counter()
+        if scenario in ("sequential", "1 MiB"):
+            payload = BIG if scenario == "1 MiB" else SMALL
+            for _ in range(count):
+                await client.do(function, payload)
+        elif scenario == "task set":
+            tasks = client.task_set()
+            for _ in range(count):
+                tasks.add(function, SMALL)
+            check(await tasks.wait(120))
+        else:
+            check(await client.wait([client.submit(function, SMALL, background=True) for _ in range(count)], 120))
+        return count / (time.perf_counter() - start)
+
+
+def run_blocking(scenario: str, count: int, port: int) -> float:
+    with Client(f"127.0.0.1:{port}") as client:
+        client.echo(b"warm")
+        function = FUNCTIONS[scenario]
+        start = time.perf_counter()
+        if scenario in ("sequential", "1 MiB"):
+            payload = BIG if scenario == "1 MiB" else SMALL
+            for _ in range(count):
+                client.do(function, payload)
+        elif scenario == "task set":
+            tasks = client.task_set()
+            for _ in range(count):
+                tasks.add(function, SMALL)
+            check(tasks.wait(120))
+        else:
+            check(client.wait([client.submit(function, SMALL, background=True) for _ in range(count)], 120))
+        return count / (time.perf_counter() - start)
+
+
+def check(jobs: list[Job]) -> None:
+    failed = [job for job in jobs if job.error is not None]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(jobs)} jobs failed: {failed[0].error}")
+
+
+def run_floor(count: int, port: int) -> float:
+    """Sequential round trips with no client library: one socket, SUBMIT_JOB out, read to WORK_COMPLETE. What the
+    server and worker allow on this machine, whatever the client."""
+    request = encode(PacketType.SUBMIT_JOB, (FUNCTIONS["sequential"].encode(), b"", SMALL))
+    decoder = Decoder()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start = time.perf_counter()
+        for _ in range(count):
+            sock.sendall(request)
+            done = False
+            while not done:
+                done = any(
+                    getattr(item, "type", None) is PacketType.WORK_COMPLETE for item in decoder.feed(sock.recv(65536))
+                )
+        return count / (time.perf_counter() - start)
+
+
+def run_peer(kind: str, scenario: str, count: int, port: int) -> float:
+    size = len(BIG) if scenario == "1 MiB" else len(SMALL)
+    script = PEERS / ("perl_client.pl" if kind == "perl" else "php_client.php")
+    argv = [kind, str(script), "127.0.0.1", str(port), PEER_MODES[scenario], FUNCTIONS[scenario], str(count), str(size)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{kind} {scenario} failed: {done.stdout} {done.stderr}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return count / float(report["seconds"])
+
+
+def uvloop_runner() -> Callable[[Awaitable[float]], float] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.run  # type: ignore[arg-type]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
+    args = parser.parse_args()
+    rounds = 5 if args.quick else 9  # medians of several rounds: the figures swing on a busy machine
+    sizes, peer_sizes = counts(args.quick), peer_counts(args.quick)
+    server = gearmand_process("-t", "4").start()
+    workers = [
+        subprocess.Popen(["php", str(PEERS / "php_worker.php"), str(server.port), "bench_echo"]),
+        subprocess.Popen(["perl", str(PEERS / "perl_worker.pl"), str(server.port), "bench_big"]),
+    ]
+    port = server.port
+    uv = uvloop_runner()
+    clients: dict[str, Callable[[str, int], float]] = {
+        "async": lambda scenario, n: asyncio.run(run_async(scenario, n, port)),
+        "blocking": lambda scenario, n: run_blocking(scenario, n, port),
+        "perl": lambda scenario, n: run_peer("perl", scenario, n, port),
+        "php": lambda scenario, n: run_peer("php", scenario, n, port),
+    }
+    if uv is not None:
+        clients["async+uvloop"] = lambda scenario, n: uv(run_async(scenario, n, port))
+    samples: dict[str, dict[str, list[float]]] = {s: {c: [] for c in clients} for s in SCENARIOS}
+    floor: list[float] = []
+    try:
+        with Client(server.address) as warm:  # both workers registered before anything is timed
+            warm.do("bench_echo", b"warm", timeout=30)
+            warm.do("bench_big", b"warm", timeout=30)
+        for _ in range(rounds):
+            floor.append(run_floor(sizes["sequential"], port))
+            for scenario in SCENARIOS:
+                for name, run in clients.items():
+                    count = peer_sizes[name][scenario] if name in peer_sizes else sizes[scenario]
+                    samples[scenario][name].append(run(scenario, count))
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait(10)
+        server.close()
+    report(samples, statistics.median(floor), rounds)
+
+
+def report(samples: dict[str, dict[str, list[float]]], floor: float, rounds: int) -> None:
+    medians = {s: {c: statistics.median(v) for c, v in per.items()} for s, per in samples.items()}
+    names = list(next(iter(medians.values())))
+    print(f"{'jobs/s (median of ' + str(rounds) + ')':26}" + "".join(f"{name:>14}" for name in names))
+    for scenario, row in medians.items():
+        print(f"{scenario:26}" + "".join(f"{row[name]:14,.0f}" for name in names))
+    print(f"{'sequential floor (raw socket, no client library)':50}{floor:10,.0f}")
+    best = {s: max(row.get("async", 0.0), row.get("async+uvloop", 0.0)) for s, row in medians.items()}
+    targets = {
+        "async >= php sequential": best["sequential"] / medians["sequential"]["php"],
+        "async >= 3x perl sequential": best["sequential"] / (3 * medians["sequential"]["perl"]),
+        "async >= 2x php task set": best["task set"] / (2 * medians["task set"]["php"]),
+        "async >= php background": best["background"] / medians["background"]["php"],
+        "async >= perl 1 MiB": best["1 MiB"] / medians["1 MiB"]["perl"],
+        **{
+            f"blocking >= perl {scenario}": medians[scenario]["blocking"] / medians[scenario]["perl"]
+            for scenario in SCENARIOS
+        },
+    }
+    print()
+    print(f"{'target (ratio to target)':34}{'ratio':>8}  met")
+    for name, ratio in targets.items():
+        print(f"{name:34}{ratio:8.2f}  {'yes' if ratio >= 1 else 'NO'}")
+    result = {
+        "jobs_per_s": {s: {c: round(v) for c, v in row.items()} for s, row in medians.items()},
+        "targets": {name: {"ratio": round(ratio, 2), "met": ratio >= 1} for name, ratio in targets.items()},
+        "sequential_floor_jobs_per_s": round(floor),
+        "rounds": rounds,
+    }
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,837 @@
+"""The client state machine shared by AsyncClient and Client: jobs in flight, handle → job, events, retries,
+options and status replies. No sockets, no threads, no clock: drivers feed bytes and connection events in, pass
+``now``, and take out the channels that have bytes to write or need connecting.
+
+How this works: every server has a Channel. A request (a job's SUBMIT_*, ECHO_REQ, GET_STATUS, OPTION_REQ) is
+appended to the channel's ``pending`` FIFO and its bytes to ``out``. gearmand answers each of them exactly once,
+in order (PROTOCOL.md §2.1), so a JOB_CREATED, ERROR, ECHO_RES, STATUS_RES or OPTION_RES always belongs to the
+head of ``pending``; anything else is a protocol error. JOB_CREATED moves a foreground job to ``handles``, where
+WORK_* packets find it. Foreground jobs with the same (function, unique) on one channel are coalesced here, before
+the server sees them (one SUBMIT, one group of jobs sharing the handle): gearmand would otherwise attach the
+connection twice and send it every WORK_* packet twice. When a connection is lost, requests never written are
+routed again for free; jobs already sent use one of their ``retry_count`` resubmissions or fail.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import ssl
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import Any, TypedDict, Unpack
+
+from gearworks.client.jobs import (
+    Call,
+    Callbacks,
+    CompleteEvent,
+    CreatedEvent,
+    DataEvent,
+    Event,
+    ExceptionEvent,
+    FailEvent,
+    Job,
+    JobHandle,
+    JobStatus,
+    Priority,
+    RetryEvent,
+    StatusEvent,
+    SubmitOptions,
+    UniqueStatus,
+    WarningEvent,
+)
+from gearworks.client.routing import Router
+from gearworks.connection import ConnectOptions, ServerAddress, tls_context
+from gearworks.errors import (
+    ConnectionLost,
+    GearworksError,
+    JobException,
+    JobFailed,
+    JobTimeout,
+    NoServerAvailable,
+    ProtocolError,
+    ServerError,
+)
+from gearworks.protocol import DEFAULT_MAX_PACKET_SIZE, Decoder, Packet, PacketType, encode, encode_parts
+
+__all__ = ["BaseClient", "Channel", "ChannelState", "ClientOptions", "ClientSession"]
+
+log = logging.getLogger("gearworks.client")
+
+_T = PacketType
+_SUBMIT_TYPES: dict[tuple[str, bool], PacketType] = {
+    ("normal", False): _T.SUBMIT_JOB,
+    ("high", False): _T.SUBMIT_JOB_HIGH,
+    ("low", False): _T.SUBMIT_JOB_LOW,
+    ("normal", True): _T.SUBMIT_JOB_BG,
+    ("high", True): _T.SUBMIT_JOB_HIGH_BG,
+    ("low", True): _T.SUBMIT_JOB_LOW_BG,
+}
+_CALLBACKS = frozenset(
+    (
+        "on_created",
+        "on_data",
+        "on_warning",
+        "on_status",
+        "on_exception",
+        "on_complete",
+        "on_fail",
+        "on_retry",
+    )
+)
+
+Pending = Job | Call[Any]
+Handler = Callable[["Channel", tuple[bytes, ...], float], None]
+
+
+def _number(field: bytes) -> int:
+    """A decimal status field read like gearmand's ``atoi``: leading digits, else 0."""
+    digits = field.strip()
+    end = 1 if digits[:1] in (b"-", b"+") else 0
+    while end < len(digits) and 48 <= digits[end] <= 57:
+        end += 1
+    try:
+        return int(digits[:end])
+    except ValueError:
+        return 0
+
+
+def _bytes(value: bytes | str | bytearray | memoryview) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+class ChannelState(Enum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+
+class Channel:
+    """The session's view of one server connection: requests waiting for replies, bytes to write, handles."""
+
+    __slots__ = ("address", "coalesce", "decoder", "dirty", "handles", "out", "pending", "since", "state", "unsent")
+
+    def __init__(self, address: ServerAddress, max_packet_size: int) -> None:
+        self.address = address
+        self.state = ChannelState.IDLE
+        self.decoder = Decoder(max_packet_size=max_packet_size)
+        self.out: list[bytes] = []
+        self.pending: deque[Pending] = deque()
+        self.unsent = 0  # the last ``unsent`` entries of pending are still in ``out``
+        self.handles: dict[bytes, list[Job]] = {}
+        self.coalesce: dict[tuple[bytes, bytes], list[Job]] = {}
+        self.since = 0.0  # last reply received, or when ``pending`` stopped being empty
+        self.dirty = False
+
+    def take_out(self) -> list[bytes]:
+        """The bytes to write now; the requests they carry count as sent."""
+        out, self.out = self.out, []
+        self.unsent = 0
+        return out
+
+    def _reset(self, max_packet_size: int) -> tuple[list[Pending], int, list[list[Job]]]:
+        pending, unsent, groups = list(self.pending), self.unsent, list(self.handles.values())
+        self.state = ChannelState.IDLE
+        self.decoder = Decoder(max_packet_size=max_packet_size)
+        self.out = []
+        self.pending = deque()
+        self.unsent = 0
+        self.handles = {}
+        self.coalesce = {}
+        return pending, unsent, groups
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.address} {self.state.value} pending={len(self.pending)}>"
+
+
+class ClientSession:
+    """All client logic that is not I/O.
+
+    Args:
+        router: the servers and how to pick one.
+        exceptions: send ``OPTION_REQ exceptions`` first on every connection (to receive WORK_EXCEPTION).
+        command_timeout: seconds a server may stay silent while a request waits for its reply; the channel is then
+            treated as lost. None: wait forever.
+        max_packet_size: larger submissions raise ValueError before anything is sent.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        exceptions: bool = False,
+        command_timeout: float | None = 30.0,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+    ) -> None:
+        self.router = router
+        self.command_timeout = command_timeout
+        self.max_packet_size = max_packet_size
+        self.options: list[bytes] = [b"exceptions"] if exceptions else []
+        self.channels: dict[ServerAddress, Channel] = {}
+        self.dirty: list[Channel] = []
+        self.closed: GearworksError | None = None
+        self._deadlines: list[tuple[float, int, Job]] = []
+        self._seq = itertools.count()
+        self._option_waiters: dict[bytes, Call[None]] = {}
+        self._unique_prefix = uuid.uuid4().hex.encode()
+        self._unique_counter = itertools.count(1)
+        self._last_channel: Channel | None = None
+        self._handlers: dict[PacketType, Handler] = {
+            _T.JOB_CREATED: self._on_job_created,
+            _T.ERROR: self._on_error,
+            _T.ECHO_RES: lambda channel, args, now: self._on_call_reply(channel, _T.ECHO_RES, args),
+            _T.STATUS_RES: lambda channel, args, now: self._on_call_reply(channel, _T.STATUS_RES, args),
+            _T.STATUS_RES_UNIQUE: lambda channel, args, now: self._on_call_reply(channel, _T.STATUS_RES_UNIQUE, args),
+            _T.OPTION_RES: lambda channel, args, now: self._on_call_reply(channel, _T.OPTION_RES, args),
+            _T.WORK_COMPLETE: self._on_work_complete,
+            _T.WORK_FAIL: self._on_work_fail,
+            _T.WORK_EXCEPTION: self._on_work_exception,
+            _T.WORK_DATA: self._on_work_data,
+            _T.WORK_WARNING: self._on_work_warning,
+            _T.WORK_STATUS: self._on_work_status,
+            _T.NOOP: self._ignore,
+        }
+
+    # ----------------------------------------------------------------------------------------------- requests
+
+    def new_job(
+        self,
+        function: str | bytes,
+        workload: bytes | str,
+        *,
+        background: bool = False,
+        when: float | None = None,
+        options: SubmitOptions,
+    ) -> Job:
+        """Build (and encode) a job without sending it.
+
+        Raises:
+            ValueError: a bad priority, a NUL in the function name or unique key, a priority with ``when``, or a
+                packet over ``max_packet_size``.
+        """
+        name = self.router.function(function)
+        payload = _bytes(workload)
+        unique_option = options.get("unique")
+        if unique_option is not None:
+            unique = _bytes(unique_option)
+        elif background or when is not None:
+            # A unique of its own keeps a persistent server from squashing background jobs (Gearman::Client #87):
+            # a random 128-bit session prefix and a counter, unique like a UUID and cheaper per job.
+            unique = b"%s-%d" % (self._unique_prefix, next(self._unique_counter))
+        else:
+            unique = b""
+        priority: Priority = options.get("priority", "normal")
+        if when is not None:
+            if priority != "normal":
+                raise ValueError("epoch jobs (when=...) always run at normal priority")
+            background = True
+            packet = encode_parts(
+                _T.SUBMIT_JOB_EPOCH, (name, unique, str(int(when)).encode(), payload), max_size=self.max_packet_size
+            )
+        else:
+            ptype = _SUBMIT_TYPES.get((priority, background))
+            if ptype is None:
+                raise ValueError(f"priority must be 'normal', 'high' or 'low', not {priority!r}")
+            packet = encode_parts(ptype, (name, unique, payload), max_size=self.max_packet_size)
+        callbacks = None
+        if not _CALLBACKS.isdisjoint(options) and any(options.get(key) for key in _CALLBACKS):
+            callbacks = Callbacks(**{key: options.get(key) for key in _CALLBACKS})  # type: ignore[arg-type]
+        job = Job(
+            name,
+            payload,
+            unique,
+            priority=priority,
+            background=background,
+            retry_count=options.get("retry_count", 0),
+            callbacks=callbacks,
+        )
+        job.packet = packet
+        if not background and unique:
+            # Unique "-" coalesces on identical workloads (PROTOCOL.md §3.3).
+            job.key = (name, b"-" + payload if unique == b"-" else unique)
+        timeout = options.get("timeout")
+        if timeout is not None:
+            job.deadline = timeout  # made absolute by submit()
+        return job
+
+    def submit(self, job: Job, now: float) -> None:
+        """Route ``job`` to a server and queue its submission.
+
+        Raises:
+            NoServerAvailable: every server is down or backing off.
+            ConnectionLost: the client is closed.
+        """
+        self._check_open()
+        if job.deadline is not None and job.attempts == 0 and not job.events:
+            job.deadline += now
+            heapq.heappush(self._deadlines, (job.deadline, next(self._seq), job))
+        self._route(job, now)
+
+    def _route(self, job: Job, now: float) -> None:
+        channel = self._channel(self.router.pick(now, job.unique or None))
+        job.server = channel.address
+        if job.key is not None:
+            group = channel.coalesce.get(job.key)
+            if group:
+                group.append(job)
+                job.group = group
+                handle = group[0].handle
+                if handle is not None:
+                    job.handle = handle
+                    job._emit(CreatedEvent(handle))
+                return
+            channel.coalesce[job.key] = job.group
+        self._queue(channel, job, job.packet, now)
+
+    def echo(self, data: bytes, now: float) -> Call[bytes]:
+        """ECHO_REQ to one server; the reply is the same bytes."""
+        self._check_open()
+        channel = self._channel(self.router.pick(now))
+        call: Call[bytes] = Call(_T.ECHO_RES, channel.address)
+        self._queue(channel, call, [encode(_T.ECHO_REQ, (data,), max_size=self.max_packet_size)], now)
+        return call
+
+    def get_status(self, handle: bytes, now: float) -> Call[JobStatus]:
+        """GET_STATUS to the server that issued ``handle`` (a JobHandle), else to every server: the first that
+        knows the job answers."""
+        self._check_open()
+        server = handle.server if isinstance(handle, JobHandle) else None
+        addresses = [server] if server is not None else self._reachable(now)
+        call: Call[JobStatus] = Call(_T.STATUS_RES, server, remaining=len(addresses))
+        packet = [encode(_T.GET_STATUS, (bytes(handle),))]
+        for address in addresses:
+            self._queue(self._channel(address), call, packet, now)
+        return call
+
+    def get_status_unique(self, unique: bytes, now: float) -> Call[UniqueStatus]:
+        """GET_STATUS_UNIQUE to the server that jobs with this unique key are routed to."""
+        self._check_open()
+        channel = self._channel(self.router.pick(now, unique or None))
+        call: Call[UniqueStatus] = Call(_T.STATUS_RES_UNIQUE, channel.address)
+        self._queue(channel, call, [encode(_T.GET_STATUS_UNIQUE, (unique,))], now)
+        return call
+
+    def option(self, name: bytes, now: float) -> Call[None]:
+        """Set a server option on every connection, now and after each reconnect (OPTION_REQ)."""
+        self._check_open()
+        if name not in self.options:
+            self.options.append(name)
+        connected = [channel for channel in self.channels.values() if channel.state is ChannelState.CONNECTED]
+        call: Call[None] = Call(_T.OPTION_RES, remaining=max(1, len(connected)), name=name)
+        if connected:
+            packet = [encode(_T.OPTION_REQ, (name,))]
+            for channel in connected:
+                self._queue(channel, call, packet, now)
+        else:
+            # Sent (with this call as its reply) as the first packet once a connection is made.
+            self._option_waiters[name] = call
+            self._mark(self._channel(self.router.pick(now)))
+        return call
+
+    def fail(self, job: Job, error: GearworksError) -> None:
+        """Give up on ``job`` (a wait timed out, the client closes): it fails with ``error``."""
+        if not job.done:
+            self._fail(job, error)
+
+    # ------------------------------------------------------------------------------------- connection events
+
+    def take_dirty(self) -> list[Channel]:
+        """Channels that need connecting or have bytes to write."""
+        dirty, self.dirty = self.dirty, []
+        for channel in dirty:
+            channel.dirty = False
+        return dirty
+
+    def connecting(self, channel: Channel) -> None:
+        channel.state = ChannelState.CONNECTING
+
+    def connected(self, channel: Channel, now: float) -> None:
+        """The connection is up: options go first (libgearman does the same, PROTOCOL.md §6.2)."""
+        channel.state = ChannelState.CONNECTED
+        self.router.succeeded(channel.address)
+        if self.options:
+            calls: list[Pending] = []
+            packets: list[bytes] = []
+            for name in self.options:
+                waiter = self._option_waiters.pop(name, None)
+                calls.append(waiter if waiter is not None else Call(_T.OPTION_RES, channel.address, name=name))
+                packets.append(encode(_T.OPTION_REQ, (name,)))
+            channel.pending.extendleft(reversed(calls))
+            channel.out[:0] = packets
+            channel.unsent = len(channel.pending)
+        channel.since = now
+        self._mark(channel)
+
+    def connect_failed(self, channel: Channel, error: ConnectionLost, now: float) -> None:
+        """Connecting failed: back off that server and route what was waiting for it elsewhere."""
+        self.router.failed(channel.address, now)
+        pending, _, _ = channel._reset(self.max_packet_size)
+        for name, call in list(self._option_waiters.items()):
+            del self._option_waiters[name]
+            call._reject(error)
+        for entry in pending:
+            self._reroute(entry, error, now)
+
+    def lost(self, channel: Channel, error: GearworksError, now: float) -> None:
+        """An established connection is gone: route unsent requests again, retry or fail the rest."""
+        if channel.state is ChannelState.IDLE:
+            return
+        pending, unsent, groups = channel._reset(self.max_packet_size)
+        cut = len(pending) - unsent
+        for entry in pending[:cut]:
+            if isinstance(entry, Job):
+                for job in list(entry.group):
+                    self._retry(job, self._lost_error(job, channel, error), now)
+            else:
+                entry._reject(self._lost_error(None, channel, error))
+        for entry in pending[cut:]:
+            self._reroute(entry, error, now)
+        for group in groups:
+            for job in list(group):
+                self._retry(job, self._lost_error(job, channel, error), now)
+
+    @staticmethod
+    def _lost_error(job: Job | None, channel: Channel, error: GearworksError) -> GearworksError:
+        if isinstance(error, ProtocolError):
+            return error
+        what = f" with job {job.handle or job.function!r} pending" if job is not None else ""
+        lost = ConnectionLost(f"connection to {channel.address} lost{what}: {error}")
+        lost.__cause__ = error
+        return lost
+
+    def receive(self, channel: Channel, data: bytes, now: float) -> None:
+        """Bytes from ``channel``'s server.
+
+        Raises:
+            ProtocolError: malformed bytes or a reply nobody asked for; the driver must drop the connection.
+        """
+        channel.since = now
+        handlers = self._handlers
+        for packet in channel.decoder.feed(data):
+            assert isinstance(packet, Packet)
+            handler = handlers.get(packet.type)
+            if handler is None:
+                raise ProtocolError(f"unexpected {packet.type.name} from {channel.address}")
+            handler(channel, packet.args, now)
+
+    def next_deadline(self) -> float | None:
+        """When ``expire`` should next be called (None: nothing times out)."""
+        deadline = self._deadlines[0][0] if self._deadlines else None
+        if self.command_timeout is not None:
+            for channel in self.channels.values():
+                if channel.pending and channel.state is ChannelState.CONNECTED:
+                    expiry = channel.since + self.command_timeout
+                    if deadline is None or expiry < deadline:
+                        deadline = expiry
+        return deadline
+
+    def expire(self, now: float) -> list[Channel]:
+        """Fail jobs past their timeout; treat channels silent past the command timeout as lost and return them,
+        so the driver closes their connections."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, _, job = heapq.heappop(deadlines)
+            if not job.done:
+                self._fail(job, JobTimeout(f"job {job.function!r} timed out", handle=job.handle, function=job.function))
+        silent: list[Channel] = []
+        if self.command_timeout is not None:
+            for channel in list(self.channels.values()):
+                if (
+                    channel.pending
+                    and channel.state is ChannelState.CONNECTED
+                    and now >= channel.since + self.command_timeout
+                ):
+                    error = ConnectionLost(f"no reply from {channel.address} within {self.command_timeout}s")
+                    self.lost(channel, error, now)
+                    silent.append(channel)
+        return silent
+
+    def close(self, error: GearworksError) -> list[Channel]:
+        """Fail everything pending with ``error``; returns the channels whose connections must be closed."""
+        self.closed = error
+        channels = list(self.channels.values())
+        for channel in channels:
+            pending, _, groups = channel._reset(self.max_packet_size)
+            for entry in pending:
+                if isinstance(entry, Call):
+                    if not entry.done:
+                        entry._reject(error)
+                    continue
+                for job in list(entry.group):
+                    self._fail(job, error)
+            for group in groups:
+                for job in list(group):
+                    self._fail(job, error)
+        for call in self._option_waiters.values():
+            call._reject(error)
+        self._option_waiters.clear()
+        self.channels.clear()
+        self._last_channel = None
+        self.dirty = []
+        return channels
+
+    def replace_servers(self, servers: str | ServerAddress | Iterable[str | ServerAddress] | None) -> list[Channel]:
+        """Use a new server list. Returns idle channels of removed servers (to close); busy ones finish first."""
+        idle: list[Channel] = []
+        for address in self.router.replace(servers):
+            channel = self.channels.get(address)
+            if channel is not None and not channel.pending and not channel.handles:
+                del self.channels[address]
+                idle.append(channel)
+        self._last_channel = None
+        return idle
+
+    @property
+    def pending_count(self) -> int:
+        """Requests sent or queued that wait for their reply (JOB_CREATED, status, echo, option)."""
+        return sum(len(channel.pending) for channel in self.channels.values())
+
+    @property
+    def active_count(self) -> int:
+        """Foreground jobs created on a server and not finished."""
+        return sum(len(group) for channel in self.channels.values() for group in channel.handles.values())
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _check_open(self) -> None:
+        if self.closed is not None:
+            raise ConnectionLost("the client is closed")
+
+    def _channel(self, address: ServerAddress) -> Channel:
+        channel = self._last_channel
+        if channel is not None and channel.address is address:
+            return channel  # the common case, without hashing the address (reset when channels are removed)
+        channel = self.channels.get(address)
+        if channel is None:
+            channel = self.channels[address] = Channel(address, self.max_packet_size)
+        self._last_channel = channel
+        return channel
+
+    def _reachable(self, now: float) -> list[ServerAddress]:
+        addresses = [address for address in self.router.servers if self.router.backoffs[address].available(now)]
+        return addresses or [self.router.pick(now)]
+
+    def _mark(self, channel: Channel) -> None:
+        if not channel.dirty:
+            channel.dirty = True
+            self.dirty.append(channel)
+
+    def _queue(self, channel: Channel, entry: Pending, packet: list[bytes], now: float) -> None:
+        if not channel.pending:
+            channel.since = now
+        channel.pending.append(entry)
+        channel.out.extend(packet)
+        channel.unsent += 1
+        if not channel.dirty:
+            channel.dirty = True
+            self.dirty.append(channel)
+
+    def _reroute(self, entry: Pending, error: GearworksError, now: float) -> None:
+        """Submit again a request that never reached its server (not a retry)."""
+        if isinstance(entry, Call):
+            if not entry.done:
+                entry._reject(error)
+            return
+        for job in list(entry.group):
+            if job.done:
+                continue
+            job.group = [job]
+            try:
+                self._route(job, now)
+            except NoServerAvailable as exc:
+                self._fail(job, NoServerAvailable(f"{exc}; last error: {error}"))
+            except GearworksError as exc:
+                self._fail(job, exc)
+
+    def _retry(self, job: Job, reason: GearworksError, now: float) -> None:
+        if job.done:
+            return
+        if job.attempts >= job.retry_count or self.closed is not None:
+            self._fail(job, reason)
+            return
+        self._detach(job)
+        job.attempts += 1
+        job.handle = None
+        job.group = [job]
+        job._emit(RetryEvent(job.attempts, reason))
+        try:
+            self._route(job, now)
+        except GearworksError as exc:
+            self._fail(job, exc)
+
+    def _detach(self, job: Job) -> None:
+        group = job.group
+        if job in group:
+            group.remove(job)
+        if not group and job.server is not None:
+            channel = self.channels.get(job.server)
+            if channel is not None:
+                if job.handle is not None and channel.handles.get(job.handle) is group:
+                    del channel.handles[job.handle]
+                if job.key is not None and channel.coalesce.get(job.key) is group:
+                    del channel.coalesce[job.key]
+
+    def _finish(self, job: Job, event: Event) -> None:
+        self._detach(job)
+        job._emit(event)
+
+    def _fail(self, job: Job, error: GearworksError) -> None:
+        self._finish(job, FailEvent(error))
+        job._reject(error)
+
+    def _head(self, channel: Channel, reply: PacketType) -> Pending:
+        if not channel.pending:
+            raise ProtocolError(f"{reply.name} from {channel.address} answers no request")
+        entry = channel.pending.popleft()
+        expected = _T.JOB_CREATED if isinstance(entry, Job) else entry.expect
+        if reply is not _T.ERROR and reply is not expected:
+            raise ProtocolError(f"{reply.name} from {channel.address} where {expected.name} was due")
+        return entry
+
+    # ------------------------------------------------------------------------------------------- handlers
+
+    def _ignore(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
+        """NOOP: meant for workers; harmless here."""
+
+    def _on_job_created(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
+        job = self._head(channel, _T.JOB_CREATED)
+        assert isinstance(job, Job)
+        group = job.group
+        if not group:
+            return  # every job of this submission gave up (timeout) before the server answered
+        handle = JobHandle.on(args[0], channel.address)
+        if job.background:
+            job.handle = handle
+            self._finish(job, CreatedEvent(handle))
+            self._finish(job, CompleteEvent(handle))
+            job._resolve(handle)
+            return
+        known = channel.handles.get(handle)
+        if known is not None and known is not group:
+            known.extend(group)  # the server coalesced two of our submissions we could not see as one
+            for member in group:
+                member.group = known
+        else:
+            channel.handles[handle] = group
+        for member in list(group):
+            member.handle = handle
+            member._emit(CreatedEvent(handle))
+
+    def _on_error(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
+        entry = self._head(channel, _T.ERROR)
+        error = ServerError(args[0].decode(errors="replace"), args[1].decode(errors="replace"), str(channel.address))
+        if isinstance(entry, Job):
+            for job in list(entry.group):
+                self._fail(job, error)
+        elif entry.expect is _T.OPTION_RES:
+            log.warning("%s refused option %r: %s", channel.address, entry.name, error)
+            if error.code == "UNKNOWN_OPTION" and entry.name in self.options:
+                self.options.remove(entry.name)
+            if not entry.done:
+                entry._reject(error)
+        elif not entry.done:
+            entry._reject(error)
+
+    def _on_call_reply(self, channel: Channel, reply: PacketType, args: tuple[bytes, ...]) -> None:
+        call = self._head(channel, reply)
+        assert isinstance(call, Call)
+        call.remaining -= 1
+        if call.done:
+            return
+        if call.expect is _T.ECHO_RES:
+            call._resolve(args[0])
+        elif call.expect is _T.STATUS_RES:
+            status = JobStatus(args[0], args[1] == b"1", args[2] == b"1", _number(args[3]), _number(args[4]))
+            if status.known or call.remaining <= 0:
+                call._resolve(status)
+        elif call.expect is _T.STATUS_RES_UNIQUE:
+            known, running = args[1] == b"1", args[2] == b"1"
+            call._resolve(UniqueStatus(args[0], known, running, *(_number(x) for x in args[3:6])))
+        elif call.remaining <= 0:
+            call._resolve(None)
+
+    def _group(self, channel: Channel, handle: bytes) -> list[Job]:
+        group = channel.handles.get(handle)
+        if group is None:
+            log.debug("%s sent work for unknown handle %r", channel.address, handle)
+            return []
+        return list(group)
+
+    def _on_work_complete(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
+        for job in self._group(channel, args[0]):
+            self._finish(job, CompleteEvent(args[1]))
+            job._resolve(args[1])
+
+    def _on_work_fail(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
+        # gearmand turns WORK_EXCEPTION into WORK_FAIL "handle\0" for clients without the option (§3.7).
+        handle = args[0].rstrip(b"\0")
+        for job in self._group(channel, handle):
+            message = f"job {handle!r} ({job.function!r}) failed"
+            self._retry(job, JobFailed(message, handle=handle, function=job.function), now)
+
+    def _on_work_exception(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
+        handle, data = args
+        for job in self._group(channel, handle):
+            job._emit(ExceptionEvent(data))
+            message = f"job {handle!r} ({job.function!r}) raised: {data[:200]!r}"
+            self._retry(job, JobException(message, data, handle=handle, function=job.function), now)
+
+    def _on_work_data(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
+        for job in self._group(channel, args[0]):
+            job._emit(DataEvent(args[1]))
+
+    def _on_work_warning(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
+        for job in self._group(channel, args[0]):
+            job._emit(WarningEvent(args[1]))
+
+    def _on_work_status(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
+        numerator, denominator = _number(args[1]), _number(args[2])
+        for job in self._group(channel, args[0]):
+            job.status = (numerator, denominator)
+            job._emit(StatusEvent(numerator, denominator))
+
+
+class ClientOptions(TypedDict, total=False):
+    """Keyword options of both clients' constructors.
+
+    prefix: namespace for function names (prefix + TAB + name), as Gearman::Client.
+    exceptions: ask every server for WORK_EXCEPTION packets (OPTION_REQ, re-sent after each reconnect).
+    connect_timeout: seconds to connect (TCP and TLS).
+    command_timeout: seconds a server may stay silent while a reply is due (None: forever).
+    keepalive: TCP keepalive probes on every connection; keepalive_idle: seconds idle before the first probe.
+    tls: an ``ssl.SSLContext``; or ca_file/cert_file/key_file to build one. server_hostname: name to verify.
+    max_packet_size: larger submissions raise ValueError before anything is sent.
+    backoff_initial, backoff_maximum: reconnect delays in seconds; backoff_max: failed attempts before a server
+        is disabled (None: never).
+    """
+
+    prefix: str | bytes | None
+    exceptions: bool
+    connect_timeout: float
+    command_timeout: float | None
+    keepalive: bool
+    keepalive_idle: int
+    tls: ssl.SSLContext | None
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+    server_hostname: str | None
+    max_packet_size: int
+    backoff_initial: float
+    backoff_maximum: float
+    backoff_max: int | None
+
+
+class BaseClient:
+    """What AsyncClient and Client share: configuration, submission, server list and counters.
+
+    Drivers implement ``_now`` (their clock), ``_flush`` (write queued bytes now) and ``_queued`` (bytes were
+    queued by a task set: write now or batch), and ``_close_channels``.
+    """
+
+    def __init__(
+        self,
+        servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        tls = options.get("tls")
+        if tls is None and (options.get("ca_file") or options.get("cert_file")):
+            tls = tls_context(options.get("ca_file"), options.get("cert_file"), options.get("key_file"))
+        max_packet_size = options.get("max_packet_size", DEFAULT_MAX_PACKET_SIZE)
+        self.connect_options = ConnectOptions(
+            connect_timeout=options.get("connect_timeout", 5.0),
+            keepalive=options.get("keepalive", True),
+            keepalive_idle=options.get("keepalive_idle", 60),
+            tls=tls,
+            server_hostname=options.get("server_hostname"),
+            max_packet_size=max_packet_size,
+        )
+        router = Router(
+            servers,
+            prefix=options.get("prefix"),
+            backoff_initial=options.get("backoff_initial", 0.1),
+            backoff_maximum=options.get("backoff_maximum", 30.0),
+            backoff_max=options.get("backoff_max", 90),
+        )
+        self._session = ClientSession(
+            router,
+            exceptions=options.get("exceptions", False),
+            command_timeout=options.get("command_timeout", 30.0),
+            max_packet_size=max_packet_size,
+        )
+
+    def _now(self) -> float:
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+    def _queued(self) -> None:
+        raise NotImplementedError
+
+    def _close_channels(self, channels: list[Channel]) -> None:
+        raise NotImplementedError
+
+    def submit(
+        self,
+        function: str | bytes,
+        workload: bytes | str = b"",
+        *,
+        background: bool = False,
+        when: float | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Job:
+        """Submit a job and return it at once (foreground: its result comes later; background: its handle).
+
+        ``when`` (seconds since the epoch) makes a background job not run before then (SUBMIT_JOB_EPOCH).
+
+        Raises:
+            ValueError: bad arguments or a packet over the size limit (nothing is sent).
+            NoServerAvailable: every server is down or backing off.
+        """
+        job = self._session.new_job(function, workload, background=background, when=when, options=options)
+        self._session.submit(job, self._now())
+        self._flush()
+        return job
+
+    def _enqueue(self, function: str | bytes, workload: bytes | str, **options: Unpack[SubmitOptions]) -> Job:
+        job = self._session.new_job(function, workload, options=options)
+        self._session.submit(job, self._now())
+        self._queued()
+        return job
+
+    @property
+    def servers(self) -> list[ServerAddress]:
+        """The job servers in use."""
+        return list(self._session.router.servers)
+
+    def set_servers(self, servers: str | ServerAddress | Iterable[str | ServerAddress] | None) -> None:
+        """Replace the server list at run time; jobs in flight on removed servers still finish."""
+        self._close_channels(self._session.replace_servers(servers))
+
+    @property
+    def prefix(self) -> bytes:
+        """The function-name namespace (with its TAB), or b""."""
+        return self._session.router.prefix
+
+    @property
+    def pending_count(self) -> int:
+        """Requests waiting for their reply from a server (submissions before JOB_CREATED, status, echo)."""
+        return self._session.pending_count
+
+    @property
+    def active_count(self) -> int:
+        """Foreground jobs created and not finished."""
+        return self._session.active_count
+
+    def _abandon(self, jobs: Iterable[Job]) -> None:
+        """Fail the jobs of a wait that timed out with JobTimeout."""
+        for job in jobs:
+            if not job.done:
+                message = f"gave up waiting for job {job.handle or job.function!r}"
+                self._session.fail(job, JobTimeout(message, handle=job.handle, function=job.function))
