@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.servers import GEARMAND, ServerProcess, gearmand_process, have
+from tests.servers import GEARMAND, ServerProcess, gearmand_process, gearworks_process, have
 
 ServerFactory = Callable[..., ServerProcess]
 
@@ -17,14 +18,13 @@ def require(binary: str, package: str) -> None:
         pytest.skip(f"{binary} not installed (Debian package {package})")
 
 
-@pytest.fixture
-def gearmand_factory() -> Iterator[ServerFactory]:
-    """Start C gearmand processes (``factory("-j", "2")``); every one started is stopped after the test."""
-    require(GEARMAND, "gearman-job-server")
+@contextlib.contextmanager
+def _factory(make: Callable[..., ServerProcess]) -> Iterator[ServerFactory]:
+    """A factory of started servers made by ``make``; every one it started is stopped at the end."""
     started: list[ServerProcess] = []
 
     def factory(*options: str, port: int | None = None) -> ServerProcess:
-        server = gearmand_process(*options, port=port)
+        server = make(*options, port=port)
         started.append(server)
         return server.start()
 
@@ -36,6 +36,27 @@ def gearmand_factory() -> Iterator[ServerFactory]:
 
 
 @pytest.fixture
+def gearmand_factory() -> Iterator[ServerFactory]:
+    """Start C gearmand processes (``factory("-j", "2")``); every one started is stopped after the test."""
+    require(GEARMAND, "gearman-job-server")
+    with _factory(gearmand_process) as factory:
+        yield factory
+
+
+@pytest.fixture
 def gearmand(gearmand_factory: ServerFactory) -> ServerProcess:
     """One C gearmand on a free loopback port."""
     return gearmand_factory()
+
+
+@pytest.fixture
+def gearworks_server_factory() -> Iterator[ServerFactory]:
+    """Start ``gearworks serve`` processes (``factory("-j", "2")``); every one started is stopped after the test."""
+    with _factory(gearworks_process) as factory:
+        yield factory
+
+
+@pytest.fixture
+def gearworks_server(gearworks_server_factory: ServerFactory) -> ServerProcess:
+    """One gearworks job server on a free loopback port."""
+    return gearworks_server_factory()

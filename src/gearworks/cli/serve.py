@@ -1,0 +1,142 @@
+"""``gearworks serve``: run the job server with gearmand's option spellings (PROTOCOL.md §8)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import sys
+
+from gearworks.server.admin import VERBOSE_LEVELS
+from gearworks.server.app import QUEUE_TYPES, ServerConfig, run
+
+__all__ = ["register"]
+
+NOTICE = 25
+"""gearmand's NOTICE level sits between INFO and WARNING."""
+_LEVELS = {
+    "FATAL": logging.CRITICAL,
+    "ALERT": logging.CRITICAL,
+    "CRITICAL": logging.CRITICAL,
+    "ERROR": logging.ERROR,
+    "WARNING": logging.WARNING,
+    "NOTICE": NOTICE,
+    "INFO": logging.INFO,
+    "DEBUG": logging.DEBUG,
+}
+
+
+def _verbose(value: str) -> str:
+    level = value.upper()
+    if level not in VERBOSE_LEVELS:
+        raise argparse.ArgumentTypeError(f"unknown level {value!r} (one of {', '.join(VERBOSE_LEVELS)})")
+    return level
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``serve`` subcommand."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run a Gearman job server (drop-in gearmand)",
+        description="Run a Gearman job server. Options keep gearmand's spellings and meanings.",
+    )
+    add = parser.add_argument
+    add("-L", "--listen", metavar="HOST", default=None, help="address to listen on (default: all interfaces)")
+    add(
+        "-p",
+        "--port",
+        type=int,
+        default=None,
+        help="TCP port (default 4730 or $GEARMAND_PORT; 0 picks a free port, logged at start)",
+    )
+    add("--unix-socket", metavar="PATH", help="also listen on this Unix socket")
+    add("-b", "--backlog", type=int, default=128, help="listen backlog")
+    add("-j", "--job-retries", type=int, default=0, help="fail a job after its worker was lost N times (0: never)")
+    add("-R", "--round-robin", action="store_true", help="rotate the functions a worker is served from")
+    add("-w", "--worker-wakeup", type=int, default=0, help="wake at most N sleeping workers per job (0: all)")
+    add("--exceptions", action="store_true", help="turn the exceptions option on for every connection")
+    add("--job-handle-prefix", metavar="PREFIX", help="job handles are PREFIX:<n> (default H:<hostname>)")
+    add("--keepalive", action="store_true", help="apply the --keepalive-* timings to accepted sockets")
+    add("--keepalive-idle", type=int, default=-1, metavar="SECONDS")
+    add("--keepalive-interval", type=int, default=-1, metavar="SECONDS")
+    add("--keepalive-count", type=int, default=-1, metavar="N")
+    add("--ssl", action="store_true", help="TLS on the TCP listener")
+    add("--ssl-certificate", metavar="FILE", help="server certificate (PEM)")
+    add("--ssl-key", metavar="FILE", help="server private key (PEM)")
+    add("--ssl-ca-file", metavar="FILE", help="CA bundle: clients must present a certificate signed by it")
+    add("-l", "--log-file", metavar="FILE", default="stderr", help="log file (default stderr)")
+    add("--verbose", type=_verbose, default="ERROR", metavar="LEVEL", help=f"{', '.join(VERBOSE_LEVELS)}")
+    add("-P", "--pid-file", metavar="FILE", help="write the process id here")
+    add("-q", "--queue-type", default="memory", choices=QUEUE_TYPES, help="where background jobs are kept")
+    add("-t", "--threads", type=int, default=0, help="accepted for gearmand compatibility; ignored")
+    add("--allow-remote-shutdown", action="store_true", help="accept admin shutdown from non-loopback peers")
+    parser.set_defaults(handler=serve)
+
+
+class _AnnounceFilter(logging.Filter):
+    """Lets through records at the chosen level, and the start/stop lines whatever the level."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level or bool(getattr(record, "announce", False))
+
+
+def _configure_logging(log_file: str, verbose: str) -> None:
+    logging.addLevelName(NOTICE, "NOTICE")
+    level = _LEVELS[verbose]
+    handler: logging.Handler
+    if log_file in ("stderr", "-", ""):
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.handlers.WatchedFileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_AnnounceFilter(level))
+    logger = logging.getLogger("gearworks")
+    logger.addHandler(handler)
+    logger.setLevel(min(level, logging.INFO))
+    logger.propagate = False
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server until it is stopped."""
+    _configure_logging(args.log_file, args.verbose)
+    port = args.port
+    if port is None:
+        try:
+            port = int(os.environ.get("GEARMAND_PORT") or 4730)
+        except ValueError:
+            logging.getLogger("gearworks.server").error("GEARMAND_PORT is not a port number", extra={"announce": True})
+            return 2
+    prefix = args.job_handle_prefix.encode() if args.job_handle_prefix is not None else None
+    config = ServerConfig(
+        host=args.listen,
+        port=port,
+        unix_socket=args.unix_socket,
+        backlog=args.backlog,
+        job_retries=args.job_retries,
+        round_robin=args.round_robin,
+        worker_wakeup=args.worker_wakeup,
+        exceptions=args.exceptions,
+        job_handle_prefix=prefix,
+        keepalive=args.keepalive,
+        keepalive_idle=args.keepalive_idle,
+        keepalive_interval=args.keepalive_interval,
+        keepalive_count=args.keepalive_count,
+        ssl=args.ssl,
+        ssl_certificate=args.ssl_certificate,
+        ssl_key=args.ssl_key,
+        ssl_ca_file=args.ssl_ca_file,
+        pid_file=args.pid_file,
+        verbose=args.verbose,
+        queue_type=args.queue_type,
+        allow_remote_shutdown=args.allow_remote_shutdown,
+    )
+    try:
+        return run(config)
+    except ValueError as exc:
+        logging.getLogger("gearworks.server").error("cannot start: %s", exc, extra={"announce": True})
+        return 1

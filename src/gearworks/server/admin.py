@@ -1,0 +1,212 @@
+"""The job server's side of the admin text protocol: one command line in, gearmand 1.1.20's exact reply bytes out.
+
+Replies reproduce gearmand's mixed line endings (PROTOCOL.md §4.1, §4.2); the Perl Gearman::Server's ``jobs``
+and ``clients`` commands (§4.4) and ``shutdown [graceful]`` (§7) are added. Reads and changes the board only; what
+the connection must do afterwards (close it, stop the server) is returned as an ``AdminAction``.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+
+from gearworks.protocol.admin import MAX_WORDS, format_block, split_words
+from gearworks.server.board import Board, Peer, c_atoi
+
+__all__ = ["VERBOSE_LEVELS", "AdminAction", "AdminCommands"]
+
+VERBOSE_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
+"""gearmand's ``--verbose`` levels, least verbose first."""
+
+
+class AdminAction(Enum):
+    """What the connection does after sending the reply."""
+
+    NONE = "none"
+    CLOSE = "close"
+    SHUTDOWN = "shutdown"
+    GRACEFUL = "graceful"
+
+
+def _unknown(word: bytes) -> bytes:
+    return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
+
+
+def _invalid(command: bytes) -> bytes:
+    return b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+" + command + b"\r\n"
+
+
+_OK = b"OK\r\n"
+_NONE = AdminAction.NONE
+
+
+class AdminCommands:
+    """Answers admin lines against a board.
+
+    Args:
+        board: the job board queried and changed.
+        version: what ``version`` prints after ``OK``.
+        verbose: the ``--verbose`` level name printed by ``verbose``.
+        allow_remote_shutdown: accept ``shutdown`` from any peer, not only loopback and Unix-socket ones.
+    """
+
+    def __init__(
+        self, board: Board, *, version: bytes, verbose: str = "ERROR", allow_remote_shutdown: bool = False
+    ) -> None:
+        self.board = board
+        self.version = version
+        self.verbose = verbose.encode()
+        self.allow_remote_shutdown = allow_remote_shutdown
+        self._commands = {
+            b"status": self._status,
+            b"prioritystatus": self._prioritystatus,
+            b"workers": self._workers,
+            b"show": self._show,
+            b"cancel": self._cancel,
+            b"create": self._create,
+            b"drop": self._drop,
+            b"maxqueue": self._maxqueue,
+            b"getpid": self._getpid,
+            b"verbose": self._verbose,
+            b"version": self._version,
+            b"shutdown": self._shutdown,
+            b"jobs": self._jobs,
+            b"clients": self._clients,
+        }
+
+    def handle(self, peer: Peer, line: bytes) -> tuple[bytes, AdminAction]:
+        """The reply to one command line (line ending already removed) and what to do next."""
+        words = split_words(line)
+        if len(words) > MAX_WORDS:
+            # gearmand closes the connection without a reply (PROTOCOL.md §4.1); say why first.
+            return b"ERR TOO_MANY_ARGUMENTS more+than+5+words\r\n", AdminAction.CLOSE
+        command = self._commands.get(words[0].lower())
+        if command is None:
+            return _unknown(words[0]), _NONE
+        return command(peer, words)
+
+    # -- lists ---------------------------------------------------------------------------------------------
+
+    def _status(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        lines = [
+            b"%s\t%d\t%d\t%d" % (function.name, function.total, function.running, len(function.workers))
+            for function in self.board.functions.values()
+        ]
+        return format_block(lines), _NONE
+
+    def _prioritystatus(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        lines = []
+        for function in self.board.functions.values():
+            high, normal, low = function.counts
+            lines.append(
+                b"%s\t%d\t%d\t%d\t%d" % (function.name, high, normal + function.delayed, low, len(function.workers))
+            )
+        return format_block(lines), _NONE
+
+    def _workers(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        lines = []
+        for each in self.board.peers:
+            names = b"".join(b" " + function.name for function, _ in reversed(each.abilities))
+            lines.append(b"%d %s %s :%s" % (each.fd, each.host, each.client_id, names))
+        return format_block(lines), _NONE
+
+    def _show(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        lowered = [word.lower() for word in words]
+        if len(words) == 1:
+            return _unknown(words[0]), _NONE
+        if lowered[1:] == [b"jobs"]:
+            # IGNORED is 1 for a running job whose clients all left (queued ones are removed at once).
+            lines = [
+                b"%s\t%d\t%d\t%d" % (job.handle, job.retries, not (job.background or job.clients), job.background)
+                for job in self.board.live_jobs()
+            ]
+            return format_block(lines), _NONE
+        if lowered[1:] == [b"unique", b"jobs"]:
+            return format_block(job.unique for job in self.board.live_jobs()), _NONE
+        return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n", _NONE
+
+    def _jobs(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        lines = []
+        for job in self.board.live_jobs():
+            worker = job.worker.address if job.worker is not None else b"-"
+            lines.append(b"%s\t%s\t%s\t%d" % (job.function.name, job.unique, worker, len(job.clients or ())))
+        return format_block(lines), _NONE
+
+    def _clients(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        lines = []
+        for each in self.board.peers:
+            lines.append(each.address)
+            for job in each.waiting:
+                worker = job.worker.address if job.worker is not None else b"-"
+                lines.append(b"\t%s\t%s\t%s" % (job.function.name, job.unique, worker))
+        return format_block(lines), _NONE
+
+    # -- changes -------------------------------------------------------------------------------------------
+
+    def _cancel(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        if len(words) < 3:
+            return _unknown(words[0]), _NONE
+        if len(words) > 3 or words[1].lower() != b"job":
+            return b"ERR UNKNOWN_ERROR\r\n", _NONE
+        return (_OK if self.board.cancel(words[2]) else b"ERR UNKNOWN_JOB\r\n"), _NONE
+
+    def _create(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        if len(words) != 3 or words[1].lower() != b"function":
+            return _invalid(b"create"), _NONE
+        # gearmand drops the name's last byte on a `\n`-only line (PROTOCOL.md §6.1 #7); the full name is kept.
+        self.board.function(words[2])
+        return _OK, _NONE
+
+    def _drop(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        if len(words) != 3 or words[1].lower() != b"function":
+            return _invalid(b"drop"), _NONE
+        functions = self.board.functions
+        name = words[2]
+        if name not in functions:
+            name = next((each for each in functions if each.lower() == name.lower()), name)
+        function = functions.get(name)
+        if function is None:
+            return b"ERR function not found\r\n", _NONE
+        # gearmand drops a function with queued jobs and orphans them (§6.1 #8): refused here instead.
+        if not function.idle:
+            return b"ERR there are still connected workers or executing clients\r\n", _NONE
+        del functions[name]
+        return _OK, _NONE
+
+    def _maxqueue(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        if len(words) < 2:
+            return _invalid(b"maxqueue"), _NONE
+        numbers = [max(c_atoi(word), 0) for word in words[2:]]
+        if not numbers:
+            caps = (0, 0, 0)
+        elif len(numbers) == 1:
+            caps = (numbers[0],) * 3
+        elif len(numbers) == 2:
+            caps = (numbers[0], numbers[1], 0)
+        else:
+            caps = (numbers[0], numbers[1], numbers[2])
+        function = self.board.functions.get(words[1])
+        if function is not None:
+            function.maxqueue = caps if any(caps) else None
+        return _OK, _NONE
+
+    # -- server --------------------------------------------------------------------------------------------
+
+    def _getpid(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        return b"OK %d\n" % os.getpid(), _NONE
+
+    def _verbose(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        return b"OK " + self.verbose + b"\n", _NONE
+
+    def _version(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        return b"OK " + self.version + b"\n", _NONE
+
+    def _shutdown(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        # Removed from gearmand in 1.1.15 (§4.2); kept here for loopback and Unix-socket peers (§7).
+        if not (peer.local or self.allow_remote_shutdown) or len(words) > 2:
+            return _unknown(words[0]), _NONE
+        if len(words) == 2:
+            if words[1].lower() != b"graceful":
+                return _unknown(words[0]), _NONE
+            return b"OK\n", AdminAction.GRACEFUL
+        return b"OK\n", AdminAction.SHUTDOWN

@@ -1,0 +1,301 @@
+"""The asyncio layer of the job server: bytes from a connection → decoder → board → replies, one write per batch.
+
+How this works: ``Connection`` is an ``asyncio.Protocol`` (no streams: a callback per read, no task per
+connection). Every packet one read completes is dispatched to the board through its ``dispatch`` dict; whatever
+the board queues for any peer marks that peer's connection dirty, and when the read's batch is done the hub
+persists the batch's background jobs and then writes each dirty connection's output in a single
+``transport.write`` (flushing at the end of the batch rather than in a ``call_soon`` saves a loop iteration, i.e.
+latency, on every request; output from timers is flushed with ``call_soon``). Malformed
+input gets an ERROR packet saying what was wrong, after the replies to everything before it, and only that
+connection is closed. No clock or job logic here beyond passing ``now`` to the board.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from gearworks.errors import ProtocolError, QueueError
+from gearworks.protocol.codec import DEFAULT_MAX_PACKET_SIZE, LARGE_PAYLOAD, Decoder
+from gearworks.protocol.packets import REQ, Packet, PacketType
+from gearworks.server.admin import AdminAction, AdminCommands
+from gearworks.server.board import Board, Peer
+
+__all__ = ["Connection", "Hub", "SocketOptions"]
+
+log = logging.getLogger("gearworks.server")
+
+_ERROR = int(PacketType.ERROR)
+_INVALID_MAGIC = b"INVALID_MAGIC\0Request magic expected"
+_NO_ACTION = AdminAction.NONE
+_time = time.time
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOptions:
+    """TCP options set on every accepted socket (TCP_NODELAY and SO_KEEPALIVE always, PROTOCOL.md §1.5).
+
+    The keepalive timings are applied when positive (gearmand's ``--keepalive-idle/-interval/-count``).
+    """
+
+    keepalive_idle: int = -1
+    keepalive_interval: int = -1
+    keepalive_count: int = -1
+
+    def apply(self, sock: socket.socket) -> None:
+        """Set the options on an accepted TCP socket."""
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (
+            ("TCP_KEEPIDLE", self.keepalive_idle),
+            ("TCP_KEEPINTVL", self.keepalive_interval),
+            ("TCP_KEEPCNT", self.keepalive_count),
+        ):
+            if value > 0 and hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+class Hub:
+    """What the connections of one server share: the board, admin commands, the per-turn flush and the timer.
+
+    Args:
+        board: the job board.
+        admin: answers admin text lines.
+        on_action: called with SHUTDOWN or GRACEFUL when an admin asks the server to stop.
+        max_packet_size: largest body a peer may declare.
+        socket_options: applied to each accepted TCP socket.
+    """
+
+    def __init__(
+        self,
+        board: Board,
+        admin: AdminCommands,
+        *,
+        on_action: Callable[[AdminAction], None],
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        socket_options: SocketOptions | None = None,
+    ) -> None:
+        self.board = board
+        self.admin = admin
+        self.on_action = on_action
+        self.max_packet_size = max_packet_size
+        self.socket_options = socket_options or SocketOptions()
+        self.connections: set[Connection] = set()
+        self.on_idle: Callable[[], None] | None = None
+        self._dirty: list[Connection] = []
+        self._flush_scheduled = False
+        self._batching = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def connection(self) -> Connection:
+        """Protocol factory for ``loop.create_server``."""
+        return Connection(self)
+
+    def mark_dirty(self, connection: Connection) -> None:
+        """``connection`` has output: write it (with everyone else's) when the current batch of input ends."""
+        self._dirty.append(connection)
+        if not self._batching and not self._flush_scheduled:
+            # Output produced outside a batch (a timer firing): write it at the end of this loop turn.
+            self._flush_scheduled = True
+            loop = self._loop or asyncio.get_running_loop()
+            self._loop = loop
+            loop.call_soon(self.flush)
+
+    def begin(self) -> None:
+        """Input is being processed: hold writes until ``end``."""
+        self._batching = True
+
+    def end(self) -> None:
+        """The batch of input is processed: write every connection's output once."""
+        self._batching = False
+        if self._dirty:
+            self.flush()
+
+    def flush(self) -> None:
+        """Persist the batch's background jobs, then write every dirty connection's output once."""
+        self._flush_scheduled = False
+        board = self.board
+        try:
+            board.persist()
+        except QueueError:
+            log.exception("queue store write failed")
+        dirty = self._dirty
+        self._dirty = []
+        for connection in dirty:
+            connection.write_out()
+        if board.next_deadline() is not None:
+            self.schedule_timer()
+        if self.on_idle is not None and not board.jobs:
+            self.on_idle()
+
+    def schedule_timer(self) -> None:
+        """Arm one loop timer for the board's next deadline (epoch job due, CAN_DO_TIMEOUT expiry)."""
+        deadline = self.board.next_deadline()
+        if deadline is None or (self._timer is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        self._timer_at = deadline
+        self._timer = loop.call_later(max(deadline - _time(), 0.0), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.begin()
+        self.board.tick(_time())
+        self.end()
+        self.schedule_timer()
+
+    def close(self) -> None:
+        """Cancel the timer and close every connection."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for connection in list(self.connections):
+            connection.abort()
+
+
+def _describe(transport: asyncio.BaseTransport) -> tuple[int, bytes, bytes, bool]:
+    """(fd, peer IP, ``ip:port``, is loopback-or-Unix) of an accepted connection."""
+    sock = transport.get_extra_info("socket")
+    fd = sock.fileno() if sock is not None else -1
+    peername = transport.get_extra_info("peername")
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host = str(peername[0])
+        try:
+            local = ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        except ValueError:
+            local = False
+        if host.startswith("::ffff:"):
+            host = host[7:]
+        return fd, host.encode(), f"{host}:{peername[1]}".encode(), local
+    return fd, b"unix", b"unix:%d" % fd, True
+
+
+class Connection(asyncio.Protocol):
+    """One client, worker or admin connection: decodes its bytes and hands them to the board."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.decoder = Decoder(text=True, max_packet_size=hub.max_packet_size)
+        self.transport: asyncio.Transport | None = None
+        self.peer = Peer(notify=self._notify)
+        self._close_after_write = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Set socket options, describe the peer, register it with the board."""
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                self.hub.socket_options.apply(sock)
+            except OSError as exc:
+                log.warning("could not set socket options: %s", exc)
+        peer = self.peer
+        peer.fd, peer.host, peer.address, peer.local = _describe(transport)
+        self.hub.connections.add(self)
+        self.hub.board.connect(peer)
+        log.debug("accepted %s", peer.address)
+
+    def _notify(self, peer: Peer) -> None:
+        self.hub.mark_dirty(self)
+
+    def data_received(self, data: bytes) -> None:
+        """Decode and dispatch every complete message; replies go out at the end of the loop turn."""
+        peer = self.peer
+        if peer.closing:
+            return
+        hub = self.hub
+        board = hub.board
+        board.now = _time()
+        dispatch = board.dispatch
+        hub.begin()
+        try:
+            for item in self.decoder.feed(data):
+                if type(item) is Packet:
+                    if item.magic == REQ:
+                        dispatch[item.type](peer, item.args)
+                    else:
+                        peer.send(_ERROR, _INVALID_MAGIC)
+                else:
+                    assert isinstance(item, bytes)
+                    reply, action = hub.admin.handle(peer, item)
+                    peer.send_text(reply)
+                    if action is not _NO_ACTION:
+                        self._act(action)
+                        break
+        except ProtocolError as exc:
+            log.info("closing %s: %s", peer.address, exc)
+            peer.send(_ERROR, b"INVALID_PACKET\0" + str(exc).encode("utf-8", "replace"))
+            self._close_soon()
+        except Exception:
+            # A bug must cost this connection, never the server.
+            log.exception("internal error serving %s", peer.address)
+            peer.send(_ERROR, b"SERVER_ERROR\0Internal server error")
+            self._close_soon()
+        hub.end()
+
+    def _act(self, action: AdminAction) -> None:
+        self._close_soon()
+        if action is not AdminAction.CLOSE:
+            self.hub.on_action(action)
+
+    def _close_soon(self) -> None:
+        """Stop reading; close once the pending output (the reason included) is written."""
+        self.peer.closing = True
+        self._close_after_write = True
+        if self.transport is not None:
+            self.hub.board.disconnect(self.peer)
+            if not self.peer.out:
+                self.transport.close()
+
+    def write_out(self) -> None:
+        """Write everything queued for this peer in one call."""
+        out = self.peer.take_output()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if len(out) == 1:
+            transport.write(out[0])
+        elif out:
+            if len(out) < 8 and max(map(len, out)) >= LARGE_PAYLOAD:
+                transport.writelines(out)  # a large payload goes out as its own buffer, uncopied
+            else:
+                transport.write(b"".join(out))
+        if self._close_after_write:
+            transport.close()
+
+    def pause_writing(self) -> None:
+        """The peer is not reading its replies: stop reading its requests until it catches up."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        """Replies drained: read requests again."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Requeue the peer's jobs, detach its waits."""
+        hub = self.hub
+        hub.connections.discard(self)
+        hub.begin()
+        hub.board.disconnect(self.peer)
+        hub.end()
+        self.peer.closing = True
+        log.debug("closed %s", self.peer.address)
+
+    def abort(self) -> None:
+        """Drop the connection without flushing (server stop)."""
+        if self.transport is not None:
+            self.transport.abort()

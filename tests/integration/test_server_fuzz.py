@@ -1,0 +1,157 @@
+"""Bounded fuzzing of a running gearworks server: random and mutated packets, cut at random points.
+
+The server must stay up and keep answering a healthy connection throughout; the whole run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import struct
+import time
+
+from gearworks.protocol import ARGUMENTS, REQ, RES, Packet, PacketType, encode
+from tests.integration.server_wire import Wire
+from tests.servers import ServerProcess
+
+T = PacketType
+TIME_BUDGET = 20.0
+MIN_PACKETS = 30_000
+ADMIN_LINES = [
+    b"status",
+    b"workers",
+    b"prioritystatus",
+    b"show jobs",
+    b"show unique jobs",
+    b"jobs",
+    b"clients",
+    b"version",
+    b"getpid",
+    b"verbose",
+    b"maxqueue f 3",
+    b"maxqueue f",
+    b"create function g",
+    b"drop function g",
+    b"cancel job H:vm:1",
+    b"show",
+    b"a b c d e f",
+]
+FUNCTIONS = [b"f", b"g", b"", b"x" * 100]
+
+
+def random_args(rng: random.Random, ptype: PacketType) -> list[bytes]:
+    names = ARGUMENTS[ptype]
+    args: list[bytes] = []
+    for index, name in enumerate(names):
+        last = index == len(names) - 1
+        if name == "function":
+            arg = rng.choice(FUNCTIONS)
+        elif name == "handle":
+            arg = b"H:vm:%d" % rng.randrange(1, 200)
+        elif name in ("unique", "reducer"):
+            arg = rng.choice([b"", b"-", b"u%d" % rng.randrange(5), b"u" * rng.choice((63, 64, 65))])
+        elif name in ("timeout", "epoch", "numerator", "denominator"):
+            arg = rng.choice([b"0", b"1", b"-1", b"abc", b"99999999999999999999", b"%d" % (time.time() + 2)])
+        else:
+            arg = rng.randbytes(rng.choice((0, 1, 10, 100, 3000)))
+        if not last:
+            arg = arg.replace(b"\0", b"")
+        args.append(arg)
+    return args
+
+
+def valid_packet(rng: random.Random) -> bytes:
+    ptype = rng.choice(list(PacketType))
+    return encode(ptype, random_args(rng, ptype), rng.choice((REQ, REQ, REQ, RES)))
+
+
+def mutated(rng: random.Random) -> bytes:
+    kind = rng.randrange(8)
+    if kind == 0:  # flipped bytes in a valid packet
+        data = bytearray(valid_packet(rng))
+        for _ in range(rng.randrange(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        return bytes(data)
+    if kind == 1:  # random type, random declared length, short body
+        return (
+            REQ + struct.pack(">II", rng.getrandbits(32), rng.getrandbits(rng.choice((4, 16, 32)))) + rng.randbytes(8)
+        )
+    if kind == 2:  # truncated valid packet
+        data = valid_packet(rng)
+        return data[: rng.randrange(len(data))]
+    if kind == 3:  # garbage
+        return rng.randbytes(rng.randrange(1, 64))
+    if kind == 4:  # admin line, sometimes mangled
+        line = bytearray(rng.choice(ADMIN_LINES) + rng.choice((b"\n", b"\r\n")))
+        if rng.random() < 0.3:
+            line[rng.randrange(len(line))] = rng.randrange(1, 256)
+        return bytes(line)
+    if kind == 5:  # declared length shorter or longer than the body
+        ptype = rng.choice(list(PacketType))
+        body = b"\0".join(random_args(rng, ptype))
+        return REQ + struct.pack(">II", ptype, max(len(body) + rng.randrange(-3, 4), 0)) + body
+    return valid_packet(rng)
+
+
+def drain(sock: socket.socket) -> bool:
+    """Read whatever is there without blocking; False once the server closed the connection."""
+    try:
+        while True:
+            if not sock.recv(1 << 16):
+                return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def fuzz_connection(port: int, rng: random.Random, packets: int) -> int:
+    """Send ``packets`` valid packets with maybe one malformed one among them, cut at random points; returns
+    how many were delivered up to and including the malformed one (the server drops the rest with the
+    connection)."""
+    parts = [valid_packet(rng) for _ in range(packets)]
+    bad_at = len(parts)
+    if rng.random() < 0.7:
+        bad_at = rng.randrange(len(parts) + 1)
+        parts.insert(bad_at, mutated(rng))
+    ends = []
+    total = 0
+    for part in parts:
+        total += len(part)
+        ends.append(total)
+    stream = b"".join(parts)
+    pos = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.setblocking(False)
+        deadline = time.monotonic() + 2
+        while pos < len(stream) and time.monotonic() < deadline:
+            cut = min(len(stream), pos + rng.choice((1, 7, 100, 1000, 65536)))
+            try:
+                pos += sock.send(stream[pos:cut])
+            except BlockingIOError:
+                time.sleep(0.001)
+            except OSError:
+                break  # closed on bad input, as it should be
+            if not drain(sock):
+                break
+    return sum(1 for end in ends[: bad_at + 1] if end <= pos)
+
+
+def test_random_and_mutated_packets_never_take_the_server_down(gearworks_server: ServerProcess) -> None:
+    seed = int(os.environ.get("GEARWORKS_FUZZ_SEED", "4730"))
+    rng = random.Random(seed)
+    sent = 0
+    started = time.monotonic()
+    with Wire(gearworks_server.port) as healthy:
+        while sent < 100_000 and time.monotonic() - started < TIME_BUDGET:
+            sent += fuzz_connection(gearworks_server.port, rng, rng.choice((1, 5, 50, 200)))
+            if rng.random() < 0.1:
+                token = b"%d" % sent
+                assert healthy.request(T.ECHO_REQ, token) == Packet(T.ECHO_RES, (token,), RES), f"seed {seed}"
+        assert sent >= MIN_PACKETS, f"only {sent} packets in {TIME_BUDGET}s"
+        assert healthy.request(T.ECHO_REQ, b"end") == Packet(T.ECHO_RES, (b"end",), RES)
+        assert healthy.admin(b"version\n").startswith(b"OK ")
+    assert gearworks_server.proc is not None
+    assert gearworks_server.proc.poll() is None
+    assert "Traceback" not in gearworks_server.log()

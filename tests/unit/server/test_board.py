@@ -1,0 +1,527 @@
+"""The job board on its own: packets in, packets out, time passed in; no sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from gearworks.protocol import RES, Decoder, Packet, PacketType
+from gearworks.server.board import Board, Peer, Refused
+from gearworks.server.jobs import HandleFactory, JobState, Priority
+from gearworks.server.queues.base import StoredJob
+
+T = PacketType
+
+
+def board(**options: object) -> Board:
+    return Board(handles=HandleFactory(b"H:t"), **options)  # type: ignore[arg-type]
+
+
+def peer(b: Board) -> Peer:
+    return b.connect(Peer())
+
+
+def send(b: Board, p: Peer, ptype: PacketType, *args: bytes) -> list[Packet]:
+    """Dispatch one packet and return every packet ``p`` has queued (its replies and anything earlier)."""
+    b.dispatch[ptype](p, args)
+    return received(p)
+
+
+def received(p: Peer) -> list[Packet]:
+    data = b"".join(p.take_output())
+    packets = list(Decoder().feed(data))
+    assert all(isinstance(x, Packet) and x.magic == RES for x in packets)
+    return packets  # type: ignore[return-value]
+
+
+def pkt(ptype: PacketType, *args: bytes) -> Packet:
+    return Packet(ptype, args, RES)
+
+
+def worker(b: Board, *functions: bytes) -> Peer:
+    w = peer(b)
+    for name in functions:
+        send(b, w, T.CAN_DO, name)
+    return w
+
+
+def grab_handles(b: Board, w: Peer, count: int) -> list[bytes]:
+    out = []
+    for _ in range(count):
+        (reply,) = send(b, w, T.GRAB_JOB)
+        assert reply.type is T.JOB_ASSIGN
+        out.append(reply.args[2])
+    return out
+
+
+def test_submit_replies_job_created_with_counting_handles() -> None:
+    b = board()
+    c = peer(b)
+    assert send(b, c, T.SUBMIT_JOB, b"f", b"", b"x") == [pkt(T.JOB_CREATED, b"H:t:1")]
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"y") == [pkt(T.JOB_CREATED, b"H:t:2")]
+
+
+def test_priorities_high_before_normal_before_low_fifo_within() -> None:
+    b = board()
+    c = peer(b)
+    for ptype, payload in [
+        (T.SUBMIT_JOB_LOW, b"L1"),
+        (T.SUBMIT_JOB, b"N1"),
+        (T.SUBMIT_JOB_HIGH, b"H1"),
+        (T.SUBMIT_JOB_LOW_BG, b"L2"),
+        (T.SUBMIT_JOB_BG, b"N2"),
+        (T.SUBMIT_JOB_HIGH_BG, b"H2"),
+    ]:
+        send(b, c, ptype, b"f", b"", payload)
+    w = worker(b, b"f")
+    assert grab_handles(b, w, 6) == [b"H1", b"H2", b"N1", b"N2", b"L1", b"L2"]
+    assert send(b, w, T.GRAB_JOB) == [pkt(T.NO_JOB)]
+
+
+def test_newest_registration_is_served_first() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"g1", b"", b"g1-normal")
+    send(b, c, T.SUBMIT_JOB_BG, b"g2", b"", b"g2-normal")
+    send(b, c, T.SUBMIT_JOB_LOW_BG, b"g1", b"", b"g1-low")
+    send(b, c, T.SUBMIT_JOB_HIGH_BG, b"g2", b"", b"g2-high")
+    w = worker(b, b"g1", b"g2")
+    assert grab_handles(b, w, 4) == [b"g2-high", b"g2-normal", b"g1-normal", b"g1-low"]
+
+
+def test_round_robin_rotates_functions() -> None:
+    b = board(round_robin=True)
+    c = peer(b)
+    for payload in (b"a1", b"a2"):
+        send(b, c, T.SUBMIT_JOB_BG, b"a", b"", payload)
+    for payload in (b"b1", b"b2"):
+        send(b, c, T.SUBMIT_JOB_BG, b"b", b"", payload)
+    w = worker(b, b"a", b"b")
+    assert grab_handles(b, w, 4) == [b"b1", b"a1", b"b2", b"a2"]
+
+
+def test_unique_key_coalesces_foreground_jobs_and_forwards_to_all() -> None:
+    b = board()
+    c1, c2 = peer(b), peer(b)
+    assert send(b, c1, T.SUBMIT_JOB, b"f", b"u", b"FIRST") == [pkt(T.JOB_CREATED, b"H:t:1")]
+    assert send(b, c2, T.SUBMIT_JOB_HIGH, b"f", b"u", b"SECOND") == [pkt(T.JOB_CREATED, b"H:t:1")]
+    assert send(b, c2, T.GET_STATUS_UNIQUE, b"u") == [pkt(T.STATUS_RES_UNIQUE, b"u", b"1", b"0", b"0", b"0", b"2")]
+    w = worker(b, b"f")
+    assert send(b, w, T.GRAB_JOB) == [pkt(T.JOB_ASSIGN, b"H:t:1", b"f", b"FIRST")]
+    send(b, w, T.WORK_COMPLETE, b"H:t:1", b"done")
+    assert received(c1) == [pkt(T.WORK_COMPLETE, b"H:t:1", b"done")]
+    assert received(c2) == [pkt(T.WORK_COMPLETE, b"H:t:1", b"done")]
+    # The unique is free again once the job ended.
+    assert send(b, c1, T.SUBMIT_JOB, b"f", b"u", b"again") == [pkt(T.JOB_CREATED, b"H:t:2")]
+
+
+def test_unique_is_per_function_and_dash_coalesces_on_payload() -> None:
+    b = board()
+    c = peer(b)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"u", b"x")[0].args == (b"H:t:1",)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"g", b"u", b"x")[0].args == (b"H:t:2",)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"-", b"same")[0].args == (b"H:t:3",)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"-", b"same")[0].args == (b"H:t:3",)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"-", b"other")[0].args == (b"H:t:4",)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"-", b"")[0].args == (b"H:t:5",)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"-", b"")[0].args == (b"H:t:6",)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"x")[0].args == (b"H:t:7",)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"x")[0].args == (b"H:t:8",)
+
+
+def test_unique_limits() -> None:
+    b = board()
+    c = peer(b)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"u" * 64, b"")[0].type is T.JOB_CREATED
+    # 64 bytes are kept intact, so the same key coalesces (gearmand truncates to 63 and does not).
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"u" * 64, b"")[0].args == (b"H:t:1",)
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"u" * 65, b"") == [
+        pkt(T.ERROR, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
+    ]
+    assert send(b, c, T.SUBMIT_REDUCE_JOB, b"f", b"", b"r" * 65, b"agg", b"x")[0].args == (
+        b"ARGUMENT_TOO_LARGE",
+        b"Unique value too large",
+    )
+
+
+def test_sleeping_worker_gets_one_noop_only_for_its_functions() -> None:
+    b = board()
+    c = peer(b)
+    w_f, w_g, awake = worker(b, b"f"), worker(b, b"g"), worker(b, b"f")
+    assert send(b, w_f, T.PRE_SLEEP) == []
+    assert send(b, w_g, T.PRE_SLEEP) == []
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"1")
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"2")
+    assert received(w_f) == [pkt(T.NOOP)]
+    assert received(w_g) == []
+    assert received(awake) == []
+    # After a grab the worker may be woken again.
+    send(b, w_f, T.GRAB_JOB)
+    send(b, w_f, T.GRAB_JOB)
+    send(b, w_f, T.GRAB_JOB)
+    assert send(b, w_f, T.PRE_SLEEP) == []
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"3")
+    assert received(w_f) == [pkt(T.NOOP)]
+
+
+def test_pre_sleep_with_work_waiting_noops_at_once() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"1")
+    w = worker(b, b"f")
+    assert send(b, w, T.PRE_SLEEP) == [pkt(T.NOOP)]
+    assert not w.sleeping
+
+
+def test_worker_wakeup_limits_noops_per_job() -> None:
+    b = board(worker_wakeup=1)
+    c = peer(b)
+    workers = [worker(b, b"f") for _ in range(3)]
+    for w in workers:
+        send(b, w, T.PRE_SLEEP)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"1")
+    assert [len(received(w)) for w in workers] == [1, 0, 0]
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"2")
+    assert [len(received(w)) for w in workers] == [0, 1, 0]
+
+
+def test_grab_variants_reply_shapes() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"u1", b"P1")
+    send(b, c, T.SUBMIT_REDUCE_JOB_BACKGROUND, b"f", b"u2", b"red", b"agg", b"P2")
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"P3")
+    send(b, c, T.SUBMIT_REDUCE_JOB_BACKGROUND, b"f", b"u4", b"red", b"agg", b"P4")
+    w = worker(b, b"f")
+    assert send(b, w, T.GRAB_JOB_ALL) == [pkt(T.JOB_ASSIGN_UNIQ, b"H:t:1", b"f", b"u1", b"P1")]
+    assert send(b, w, T.GRAB_JOB_ALL) == [pkt(T.JOB_ASSIGN_ALL, b"H:t:2", b"f", b"u2", b"red", b"P2")]
+    assert send(b, w, T.GRAB_JOB_UNIQ) == [pkt(T.JOB_ASSIGN_UNIQ, b"H:t:3", b"f", b"", b"P3")]
+    assert send(b, w, T.GRAB_JOB) == [pkt(T.JOB_ASSIGN, b"H:t:4", b"f", b"P4")]
+    assert len(w.running) == 4
+
+
+def test_grab_without_abilities_is_no_job() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"1")
+    assert send(b, peer(b), T.GRAB_JOB_UNIQ) == [pkt(T.NO_JOB)]
+
+
+def test_work_packets_forwarded_and_status_tracked() -> None:
+    b = board()
+    c, w = peer(b), None
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"x")
+    w = worker(b, b"f")
+    send(b, w, T.GRAB_JOB)
+    assert send(b, c, T.GET_STATUS, b"H:t:1") == [pkt(T.STATUS_RES, b"H:t:1", b"1", b"1", b"0", b"0")]
+    assert send(b, w, T.WORK_STATUS, b"H:t:1", b"7x", b"abc") == []
+    send(b, w, T.WORK_DATA, b"H:t:1", b"par\0tial")
+    send(b, w, T.WORK_WARNING, b"H:t:1", b"warn")
+    assert received(c) == [
+        pkt(T.WORK_STATUS, b"H:t:1", b"7x", b"abc"),
+        pkt(T.WORK_DATA, b"H:t:1", b"par\0tial"),
+        pkt(T.WORK_WARNING, b"H:t:1", b"warn"),
+    ]
+    assert send(b, c, T.GET_STATUS, b"H:t:1\0extra") == [pkt(T.STATUS_RES, b"H:t:1", b"1", b"1", b"7", b"0")]
+    send(b, w, T.WORK_COMPLETE, b"H:t:1", b"r")
+    assert received(c) == [pkt(T.WORK_COMPLETE, b"H:t:1", b"r")]
+    assert send(b, c, T.GET_STATUS, b"H:t:1") == [pkt(T.STATUS_RES, b"H:t:1", b"0", b"0", b"0", b"0")]
+    assert send(b, w, T.WORK_COMPLETE, b"H:t:1", b"again") == [
+        pkt(T.ERROR, b"JOB_NOT_FOUND", b"Job given in work result not found")
+    ]
+    assert send(b, w, T.WORK_DATA, b"H:t:9", b"x") == [pkt(T.ERROR, b"JOB_NOT_FOUND", b"Job does not exist on server")]
+    assert send(b, w, T.WORK_EXCEPTION, b"H:t:9", b"x")[0].args[1].startswith(b"An exception was received")
+    assert send(b, w, T.WORK_FAIL, b"H" * 64)[0].args[0] == b"ARGUMENT_TOO_LARGE"
+
+
+def test_work_exception_goes_only_to_clients_that_asked() -> None:
+    b = board()
+    cx, cn = peer(b), peer(b)
+    assert send(b, cx, T.OPTION_REQ, b"EXCEPTIONS") == [pkt(T.OPTION_RES, b"EXCEPTIONS")]
+    assert send(b, cn, T.OPTION_REQ, b"foo") == [
+        pkt(T.ERROR, b"UNKNOWN_OPTION", b"Server does not recognize given option")
+    ]
+    send(b, cx, T.SUBMIT_JOB, b"f", b"same", b"a")
+    send(b, cn, T.SUBMIT_JOB, b"f", b"same", b"b")
+    w = worker(b, b"f")
+    send(b, w, T.GRAB_JOB)
+    send(b, w, T.WORK_EXCEPTION, b"H:t:1", b"boom")
+    assert received(cx) == [pkt(T.WORK_EXCEPTION, b"H:t:1", b"boom")]
+    assert received(cn) == [pkt(T.WORK_FAIL, b"H:t:1")]
+
+
+def test_exceptions_option_on_for_everyone() -> None:
+    b = board(exceptions=True)
+    assert peer(b).exceptions
+
+
+def test_worker_disconnect_requeues_to_the_tail_and_counts_retries() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"A")
+    w1 = worker(b, b"f")
+    send(b, w1, T.GRAB_JOB)
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"B")
+    sleeper = worker(b, b"f")
+    assert send(b, sleeper, T.PRE_SLEEP) == [pkt(T.NOOP)]  # B is waiting
+    send(b, sleeper, T.GRAB_JOB)
+    send(b, sleeper, T.WORK_COMPLETE, b"H:t:2", b"b")
+    send(b, sleeper, T.PRE_SLEEP)
+    b.disconnect(w1)
+    assert received(sleeper) == [pkt(T.NOOP)]
+    assert b.jobs[b"H:t:1"].retries == 1
+    assert send(b, sleeper, T.GRAB_JOB) == [pkt(T.JOB_ASSIGN, b"H:t:1", b"f", b"A")]
+
+
+def test_requeue_goes_behind_jobs_submitted_meanwhile() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"A")
+    w1 = worker(b, b"f")
+    send(b, w1, T.GRAB_JOB)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"B")
+    b.disconnect(w1)
+    assert grab_handles(b, worker(b, b"f"), 2) == [b"B", b"A"]
+
+
+def test_job_retries_fail_the_job_after_n_attempts() -> None:
+    b = board(job_retries=2)
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"A")
+    for _ in range(2):
+        w = worker(b, b"f")
+        assert send(b, w, T.GRAB_JOB)[0].type is T.JOB_ASSIGN
+        b.disconnect(w)
+    assert received(c) == [pkt(T.WORK_FAIL, b"H:t:1")]
+    assert not b.jobs
+
+
+def test_cant_do_and_reset_abilities_requeue_running_jobs() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"A")
+    send(b, c, T.SUBMIT_JOB_BG, b"g", b"", b"B")
+    w = worker(b, b"f", b"g")
+    grab_handles(b, w, 2)
+    send(b, w, T.CANT_DO, b"f")
+    assert b.functions[b"f"].counts == [0, 1, 0]
+    assert b.functions[b"g"].running == 1
+    send(b, w, T.RESET_ABILITIES)
+    assert b.functions[b"g"].counts == [0, 1, 0]
+    assert not w.abilities
+    assert not w.running
+
+
+def test_can_do_timeout_fails_the_job_in_seconds() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"A")
+    w = worker(b)
+    send(b, w, T.CAN_DO_TIMEOUT, b"f", b"2")
+    b.now = 100.0
+    send(b, w, T.GRAB_JOB)
+    assert b.next_deadline() == 102.0
+    b.tick(101.9)
+    assert received(c) == []
+    b.tick(102.0)
+    assert received(c) == [pkt(T.WORK_FAIL, b"H:t:1")]
+    assert not b.jobs
+    assert b.functions[b"f"].total == 0
+    assert send(b, w, T.WORK_COMPLETE, b"H:t:1", b"late")[0].args[0] == b"JOB_NOT_FOUND"
+
+
+def test_can_do_timeout_not_fired_when_job_finishes_in_time() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"A")
+    w = worker(b)
+    send(b, w, T.CAN_DO_TIMEOUT, b"f", b"abc")  # non-numeric: no timeout
+    send(b, w, T.CAN_DO_TIMEOUT, b"f", b"5")
+    b.now = 0.0
+    send(b, w, T.GRAB_JOB)
+    send(b, w, T.WORK_COMPLETE, b"H:t:1", b"ok")
+    b.tick(10.0)
+    assert received(c) == [pkt(T.WORK_COMPLETE, b"H:t:1", b"ok")]
+
+
+@pytest.mark.parametrize("value", [b"99999999999999999999", b"12345678901234567890", b"-5", b"0"])
+def test_can_do_timeout_absurd_values_mean_no_timeout(value: bytes) -> None:
+    b = board()
+    w = worker(b)
+    assert send(b, w, T.CAN_DO_TIMEOUT, b"f", value) == []
+    assert w.abilities[0][1] == 0.0
+
+
+def test_maxqueue_caps_total_per_priority_and_coalescing_bypasses_it() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"u", b"1")
+    b.functions[b"f"].maxqueue = (1, 1, 2)
+    full = [pkt(T.ERROR, b"QUEUE_ERROR", b"Job queue is full")]
+    assert send(b, c, T.SUBMIT_JOB_HIGH_BG, b"f", b"", b"2") == full
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"u", b"dup") == [pkt(T.JOB_CREATED, b"H:t:1")]
+    assert send(b, c, T.SUBMIT_JOB_LOW_BG, b"f", b"", b"3") == [pkt(T.JOB_CREATED, b"H:t:2")]
+    assert send(b, c, T.SUBMIT_JOB_LOW_BG, b"f", b"", b"4") == full
+
+
+def test_cancel_fails_clients_and_removes_the_job_from_counts() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB, b"f", b"u", b"A")
+    assert b.cancel(b"H:t:1")
+    assert received(c) == [pkt(T.WORK_FAIL, b"H:t:1")]
+    assert not b.cancel(b"H:t:1")
+    assert b.functions[b"f"].total == 0
+    w = worker(b, b"f")
+    assert send(b, w, T.GRAB_JOB) == [pkt(T.NO_JOB)]
+
+
+def test_cancel_running_job_ignores_the_workers_result() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"A")
+    w = worker(b, b"f")
+    send(b, w, T.GRAB_JOB)
+    b.cancel(b"H:t:1")
+    received(c)
+    assert send(b, w, T.WORK_COMPLETE, b"H:t:1", b"r")[0].type is T.ERROR
+    assert received(c) == []
+
+
+def test_abandoned_foreground_job_is_dropped_but_background_survives() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"fg")
+    send(b, peer(b), T.SUBMIT_JOB_BG, b"f", b"shared", b"bg")
+    send(b, c, T.SUBMIT_JOB, b"f", b"shared", b"joined")
+    b.disconnect(c)
+    assert list(b.jobs) == [b"H:t:2"]
+    assert b.functions[b"f"].total == 1
+
+
+def test_epoch_job_waits_then_wakes_sleepers_without_blocking_others() -> None:
+    b = board()
+    c = peer(b)
+    b.now = 1000.0
+    send(b, c, T.SUBMIT_JOB_EPOCH, b"f", b"", b"1060", b"later")
+    send(b, c, T.SUBMIT_JOB_LOW_BG, b"f", b"", b"low")
+    w = worker(b, b"f")
+    assert send(b, w, T.GRAB_JOB) == [pkt(T.JOB_ASSIGN, b"H:t:2", b"f", b"low")]
+    assert send(b, w, T.PRE_SLEEP) == []
+    assert b.next_deadline() == 1060.0
+    assert b.functions[b"f"].total == 2
+    b.tick(1059.0)
+    assert received(w) == []
+    b.tick(1060.0)
+    assert received(w) == [pkt(T.NOOP)]
+    assert send(b, w, T.GRAB_JOB) == [pkt(T.JOB_ASSIGN, b"H:t:1", b"f", b"later")]
+
+
+def test_epoch_in_the_past_or_garbage_runs_now() -> None:
+    b = board()
+    c = peer(b)
+    b.now = 1000.0
+    send(b, c, T.SUBMIT_JOB_EPOCH, b"f", b"", b"abc", b"x")
+    send(b, c, T.SUBMIT_JOB_EPOCH, b"f", b"", b"5", b"y")
+    assert b.functions[b"f"].counts == [0, 2, 0]
+    assert send(b, c, T.SUBMIT_JOB_EPOCH, b"f", b"", b"99999999999999999999999", b"z")[0].type is T.ERROR
+
+
+def test_unexpected_types_get_invalid_command() -> None:
+    b = board()
+    c = peer(b)
+    for ptype in (T.NOOP, T.UNUSED, T.ALL_YOURS, T.JOB_CREATED, T.ERROR):
+        args = (b"",) * {T.JOB_CREATED: 1, T.ERROR: 2}.get(ptype, 0)
+        assert send(b, c, ptype, *args) == [pkt(T.ERROR, b"INVALID_COMMAND", b"Command not expected")]
+    sched = (b"f", b"", b"1", b"2", b"3", b"4", b"5", b"x")
+    assert send(b, c, T.SUBMIT_JOB_SCHED, *sched)[0].args[0] == b"INVALID_COMMAND"
+
+
+def test_echo_and_client_id() -> None:
+    b = board()
+    c = peer(b)
+    assert send(b, c, T.ECHO_REQ, b"a\0b") == [pkt(T.ECHO_RES, b"a\0b")]
+    assert send(b, c, T.SET_CLIENT_ID, b"x" * 300) == []
+    assert c.client_id == b"x" * 127
+
+
+def test_status_of_unique_picks_newest_across_functions() -> None:
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"u", b"1")
+    send(b, c, T.SUBMIT_JOB_BG, b"g", b"u", b"2")
+    assert b.job_by_unique(b"u") is b.jobs[b"H:t:2"]
+    assert b.status_of_unique(b"") == b"\x000\x000\x000\x000\x000"
+
+
+def test_large_payload_kept_as_its_own_chunk() -> None:
+    b = board()
+    c = peer(b)
+    payload = b"x" * (1 << 20)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", payload)
+    w = worker(b, b"f")
+    b.dispatch[T.GRAB_JOB](w, ())
+    assert w.out[-1] is payload
+
+
+class RecordingStore:
+    durable = True
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list[StoredJob], list[bytes]]] = []
+
+    def load(self) -> list[StoredJob]:
+        return [StoredJob(b"H:t:41", b"f", b"u", b"old", int(Priority.HIGH))]
+
+    def apply(self, added: list[StoredJob], removed: list[bytes]) -> None:
+        self.batches.append((list(added), list(removed)))
+
+    def close(self) -> None:
+        pass
+
+
+def test_background_jobs_persisted_in_batches_and_restored() -> None:
+    store = RecordingStore()
+    b = board(store=store)
+    assert b.restore(store.load(), now=0.0) == 1
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"a")
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"fg-not-stored")
+    send(b, c, T.SUBMIT_JOB_LOW_BG, b"f", b"", b"b")
+    b.persist()
+    ((added, removed),) = store.batches
+    assert [job.handle for job in added] == [b"H:t:42", b"H:t:44"]
+    assert removed == []
+    w = worker(b, b"f")
+    assert send(b, w, T.GRAB_JOB) == [pkt(T.JOB_ASSIGN, b"H:t:41", b"f", b"old")]
+    send(b, w, T.WORK_COMPLETE, b"H:t:41", b"")
+    b.persist()
+    assert store.batches[-1] == ([], [b"H:t:41"])
+    assert b.jobs[b"H:t:42"].state is JobState.QUEUED
+
+
+def test_refused_carries_error_body() -> None:
+    assert Refused(b"QUEUE_ERROR", b"Job queue is full").body == b"QUEUE_ERROR\0Job queue is full"
+
+
+def test_finished_jobs_do_not_pile_up_in_the_timeout_heap() -> None:
+    b = board()
+    c = peer(b)
+    w = worker(b)
+    send(b, w, T.CAN_DO_TIMEOUT, b"f", b"3600")
+    for n in range(5000):
+        send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"x")
+        (assign,) = send(b, w, T.GRAB_JOB)
+        send(b, w, T.WORK_COMPLETE, assign.args[0], b"")
+        assert n < 1024 or len(b._timeouts) <= 1024
+
+
+def test_cancelled_jobs_of_an_idle_function_are_swept_from_its_queue() -> None:
+    b = board()
+    c = peer(b)
+    for _ in range(3000):
+        (created,) = send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"x")
+        b.cancel(created.args[0])
+    function = b.functions[b"f"]
+    assert sum(len(queue) for queue in function.queues) <= 1025
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"live")
+    assert grab_handles(b, worker(b, b"f"), 1) == [b"live"]
