@@ -1,4 +1,5 @@
-"""Entry point of the ``gearworks`` command: builds the argument parser from the subcommand modules and runs one."""
+"""Entry point of the ``gearworks`` command: builds the argument parser from the subcommand modules, runs one, and
+turns gearworks errors into one clear line and a distinct exit status (never a traceback)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,33 @@ import sys
 from collections.abc import Sequence
 
 from gearworks import __version__
+from gearworks.cli import admin, demo, serve, submit, top, work
+from gearworks.errors import (
+    ConnectionLost,
+    GearworksError,
+    JobError,
+    NoServerAvailable,
+    ProtocolError,
+    QueueError,
+    ServerError,
+)
+
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_SERVER_ERROR = 4
+EXIT_PROTOCOL_ERROR = 5
+EXIT_QUEUE_ERROR = 6
+EXIT_INTERRUPTED = 130
+
+_EXIT_CODES: tuple[tuple[type[GearworksError], int], ...] = (
+    (JobError, EXIT_JOB_FAILED),
+    (ConnectionLost, EXIT_UNREACHABLE),
+    (NoServerAvailable, EXIT_UNREACHABLE),
+    (ServerError, EXIT_SERVER_ERROR),
+    (ProtocolError, EXIT_PROTOCOL_ERROR),
+    (QueueError, EXIT_QUEUE_ERROR),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,10 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gearworks",
         description="Gearman job server, clients, workers and admin tools.",
+        epilog="exit status: 0 ok, 1 a job failed, 2 usage, 3 server unreachable, 4 server refused, "
+        "5 protocol error, 6 queue error, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"gearworks {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve.register(subparsers)
+    demo.register(subparsers)
+    admin.register(subparsers)
+    submit.register(subparsers)
+    work.register(subparsers)
+    top.register(subparsers)
     return parser
+
+
+def exit_status(error: GearworksError) -> int:
+    """The exit status for an error (documented in ``gearworks --help``)."""
+    for kind, status in _EXIT_CODES:
+        if isinstance(error, kind):
+            return status
+    return EXIT_JOB_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,8 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
-        return 2
-    status: int = handler(args)
+        return EXIT_USAGE
+    try:
+        status: int = handler(args)
+    except GearworksError as exc:
+        print(f"gearworks {args.command}: {exc}", file=sys.stderr)
+        return exit_status(exc)
+    except ValueError as exc:
+        print(f"gearworks {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     return status
 
 

@@ -13,6 +13,14 @@ from gearworks.server.app import QUEUE_TYPES, ServerConfig, run
 
 __all__ = ["register"]
 
+EXAMPLES = """examples:
+  gearworks serve                                   all interfaces, port 4730, jobs in memory
+  gearworks serve -L 127.0.0.1 -p 0                 loopback, a free port (logged at start)
+  gearworks serve --unix-socket /run/gearman.sock --verbose INFO -l gearworks.log -P gearworks.pid
+  gearworks serve --ssl --ssl-certificate server.pem --ssl-key server.key --ssl-ca-file ca.pem
+  gearman -h 127.0.0.1 -f rev hello; gearadmin -h 127.0.0.1 --status   the C tools work against it
+"""
+
 NOTICE = 25
 """gearmand's NOTICE level sits between INFO and WARNING."""
 _LEVELS = {
@@ -40,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "serve",
         help="run a Gearman job server (drop-in gearmand)",
         description="Run a Gearman job server. Options keep gearmand's spellings and meanings.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
     add("-L", "--listen", metavar="HOST", default=None, help="address to listen on (default: all interfaces)")

@@ -1,0 +1,72 @@
+"""``gearworks admin`` as a subprocess against C gearmand and gearworks' own server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.servers import ServerProcess, free_port
+
+
+def admin(server: ServerProcess | None, *argv: str) -> subprocess.CompletedProcess[str]:
+    where = ["-p", str(server.port)] if server else []
+    return subprocess.run(
+        [sys.executable, "-m", "gearworks.cli.main", "admin", *argv, *where],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_status_table_and_json_after_create_function(server: ServerProcess) -> None:
+    assert admin(server, "create-function", "resize").stdout == "OK\n"
+    table = admin(server, "status")
+    assert table.returncode == 0
+    assert table.stdout.splitlines() == ["FUNCTION  TOTAL  RUNNING  WORKERS", "resize    0      0        0"]
+    rows = json.loads(admin(server, "--status", "--json").stdout)
+    assert rows == [{"function": "resize", "total": 0, "running": 0, "workers": 0, "queued": 0}]
+
+
+def test_gearadmin_flag_spellings(server: ServerProcess) -> None:
+    assert admin(server, "--server-version").stdout.strip().startswith("1.1.20")
+    assert admin(server, "--getpid").stdout.strip().isdigit()
+    workers = admin(server, "--workers").stdout.splitlines()
+    assert workers[0].split() == ["FD", "ADDRESS", "CLIENT_ID", "FUNCTIONS"]
+    assert admin(server, "--create-function", "made").returncode == 0
+    assert "made" in admin(server, "--status").stdout
+
+
+def test_server_refusal_is_one_line_with_exit_status_4(server: ServerProcess) -> None:
+    result = admin(server, "cancel-job", "H:nowhere:1")
+    assert result.returncode == 4
+    assert result.stderr.count("\n") == 1
+    assert "UNKNOWN_JOB" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_usage_exits_2() -> None:
+    result = admin(None, "maxqueue", "-p", "1")
+    assert result.returncode == 2
+    assert "maxqueue FUNCTION" in result.stderr
+
+
+def test_unreachable_server_exits_3_naming_it() -> None:
+    port = free_port()
+    result = admin(None, "status", "--servers", f"127.0.0.1:{port}")
+    assert result.returncode == 3
+    assert f"cannot connect to 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_servers_come_from_the_environment(gearmand: ServerProcess) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gearworks.cli.main", "admin", "version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"GEARMAN_SERVERS": f"127.0.0.1:{gearmand.port}", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.stdout.strip() == "1.1.20+ds"
