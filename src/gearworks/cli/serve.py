@@ -8,8 +8,11 @@ import logging.handlers
 import os
 import sys
 
+from gearworks.errors import QueueError
 from gearworks.server.admin import VERBOSE_LEVELS
-from gearworks.server.app import QUEUE_TYPES, ServerConfig, run
+from gearworks.server.app import ServerConfig, run
+from gearworks.server.queues.base import QueueStore
+from gearworks.server.queues.urls import open_store
 
 __all__ = ["register"]
 
@@ -40,6 +43,27 @@ def _verbose(value: str) -> str:
     if level not in VERBOSE_LEVELS:
         raise argparse.ArgumentTypeError(f"unknown level {value!r} (one of {', '.join(VERBOSE_LEVELS)})")
     return level
+
+
+def queue_store(args: argparse.Namespace) -> QueueStore:
+    """The store ``-q`` names: a URL, or gearmand's queue names with their options (PROTOCOL.md §8).
+
+    Raises:
+        ValueError: an unknown queue or a missing option.
+        QueueError: the backend cannot be opened.
+    """
+    name = args.queue.lower()
+    if name == "libsqlite3":
+        if not args.libsqlite3_db:
+            raise ValueError("-q libsqlite3 needs --libsqlite3-db FILE")
+        return open_store("sqlite:" + os.path.abspath(args.libsqlite3_db))
+    if name == "redis":
+        return open_store(f"redis://{args.redis_server}:{args.redis_port}/0")
+    if name in ("postgres", "libpq"):
+        from gearworks.server.queues.postgres import PostgresStore
+
+        return PostgresStore(args.libpq_conninfo)
+    return open_store(args.queue)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,7 +102,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("-l", "--log-file", metavar="FILE", default="stderr", help="log file (default stderr)")
     add("--verbose", type=_verbose, default="ERROR", metavar="LEVEL", help=f"{', '.join(VERBOSE_LEVELS)}")
     add("-P", "--pid-file", metavar="FILE", help="write the process id here")
-    add("-q", "--queue-type", default="memory", choices=QUEUE_TYPES, help="where background jobs are kept")
+    add(
+        "-q",
+        "--queue",
+        "--queue-type",
+        dest="queue",
+        default="memory",
+        metavar="URL",
+        help="where background jobs are kept: memory (default, gearmand's builtin), sqlite:///PATH, "
+        "redis://HOST:PORT/DB, postgresql://USER@HOST:PORT/DB; or gearmand's libsqlite3, redis, Postgres "
+        "with the options below",
+    )
+    add("--libsqlite3-db", metavar="FILE", help="-q libsqlite3: the database file")
+    add("--redis-server", metavar="HOST", default="127.0.0.1", help="-q redis: the Redis host")
+    add("--redis-port", metavar="PORT", type=int, default=6379, help="-q redis: the Redis port")
+    add("--libpq-conninfo", metavar="CONNINFO", default="", help="-q Postgres: libpq connection string")
     add("-t", "--threads", type=int, default=0, help="accepted for gearmand compatibility; ignored")
     add("--allow-remote-shutdown", action="store_true", help="accept admin shutdown from non-loopback peers")
     parser.set_defaults(handler=serve)
@@ -142,11 +180,12 @@ def serve(args: argparse.Namespace) -> int:
         ssl_ca_file=args.ssl_ca_file,
         pid_file=args.pid_file,
         verbose=args.verbose,
-        queue_type=args.queue_type,
+        queue_type=args.queue,
         allow_remote_shutdown=args.allow_remote_shutdown,
     )
     try:
+        config.store = queue_store(args)
         return run(config)
-    except ValueError as exc:
+    except (ValueError, QueueError) as exc:
         logging.getLogger("gearworks.server").error("cannot start: %s", exc, extra={"announce": True})
         return 1

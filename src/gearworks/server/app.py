@@ -29,14 +29,12 @@ from gearworks.server.jobs import HandleFactory
 from gearworks.server.queues.base import QueueStore
 from gearworks.server.queues.memory import MemoryStore
 
-__all__ = ["QUEUE_TYPES", "VERSION", "JobServer", "ServerConfig", "run"]
+__all__ = ["VERSION", "JobServer", "ServerConfig", "run"]
 
 log = logging.getLogger("gearworks.server")
 
 VERSION = f"1.1.20+gearworks.{__version__}"
 """What admin ``version`` prints: the gearmand release whose behaviour is reproduced, then ours."""
-QUEUE_TYPES = ("memory", "builtin")
-"""``-q`` values accepted so far; both keep jobs in memory only, like gearmand's ``builtin``."""
 ANNOUNCE = {"announce": True}
 """``extra`` for log records written whatever the ``--verbose`` level (where the server listens)."""
 
@@ -106,8 +104,6 @@ class JobServer:
     """One job server: a board shared by every listener's connections."""
 
     def __init__(self, config: ServerConfig) -> None:
-        if config.queue_type not in QUEUE_TYPES:
-            raise ValueError(f"unknown queue type {config.queue_type!r} (known: {', '.join(QUEUE_TYPES)})")
         self.config = config
         self.board = Board(
             handles=HandleFactory(config.job_handle_prefix),
@@ -206,6 +202,10 @@ class JobServer:
         self.listeners = []
         if self.config.unix_socket:
             _remove_stale_socket(self.config.unix_socket)
+        commit = self.hub.commit
+        if commit is not None:
+            await commit.flush()  # whatever was acknowledged or is being written reaches the store
+            commit.close()
         self.config.store.close()
 
 

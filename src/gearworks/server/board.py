@@ -26,7 +26,7 @@ from itertools import islice
 
 from gearworks.protocol.codec import LARGE_PAYLOAD
 from gearworks.protocol.packets import RES, PacketType
-from gearworks.server.jobs import MAX_UNIQUE, HandleFactory, Job, JobState, Priority
+from gearworks.server.jobs import MAX_UNIQUE, HandleFactory, Job, JobState, Priority, WriteState
 from gearworks.server.queues.base import QueueStore, StoredJob
 from gearworks.server.queues.memory import MemoryStore
 
@@ -52,6 +52,7 @@ _WORK_STATUS = int(PacketType.WORK_STATUS)
 _pack_header = struct.Struct(">4sII").pack
 _HIGH, _NORMAL, _LOW = Priority.HIGH, Priority.NORMAL, Priority.LOW
 _QUEUED, _RUNNING, _DELAYED, _GONE = JobState.QUEUED, JobState.RUNNING, JobState.DELAYED, JobState.GONE
+_WRITTEN, _PENDING, _FAILED = WriteState.WRITTEN, WriteState.PENDING, WriteState.FAILED
 _ZERO = b"0"
 _UNKNOWN_STATUS = b"\x000\x000\x000\x000"
 
@@ -70,6 +71,7 @@ _NOT_FOUND_DATA = b"JOB_NOT_FOUND\0Job does not exist on server"
 _NOT_FOUND_EXCEPTION = b"JOB_NOT_FOUND\0An exception was received for a job that does not exist"
 _HANDLE_TOO_LARGE = b"ARGUMENT_TOO_LARGE\0Error occurred due to GEARMAND_JOB_HANDLE_SIZE being too small from snprintf"
 _UNKNOWN_OPTION = b"UNKNOWN_OPTION\0Server does not recognize given option"
+_QUEUE_WRITE_FAILED = b"QUEUE_ERROR\0The job could not be written to the persistent queue"
 _LEADING_INT = re.compile(rb"[ \t\n\v\f\r]*([+-]?[0-9]+)")
 _LEADING_NUMBER = re.compile(rb"[ \t\n\v\f\r]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))")
 
@@ -113,6 +115,7 @@ class Peer:
         "closing",
         "exceptions",
         "fd",
+        "held",
         "host",
         "local",
         "noop_sent",
@@ -145,7 +148,8 @@ class Peer:
         self.closing = False
         self.running: set[Job] = set()
         self.waiting: dict[Job, None] = {}
-        self.out: list[bytes] = []
+        self.out: list[bytes | Job] = []
+        self.held = 0
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.address!r}>"
@@ -179,11 +183,35 @@ class Peer:
             self.notify(self)
         self.out.append(data)
 
+    def hold(self, job: Job) -> None:
+        """Queue the JOB_CREATED of a job not yet safe in the durable queue: it and everything queued after it wait
+        until the job's write is done (then JOB_CREATED) or failed (then ERROR QUEUE_ERROR)."""
+        if not self.out:
+            self.notify(self)
+        self.out.append(job)
+        self.held += 1
+
     def take_output(self) -> list[bytes]:
-        """Everything queued so far, leaving ``out`` empty."""
+        """Everything that may be written now, in order; output behind a pending JOB_CREATED stays queued."""
         out = self.out
+        if not self.held:
+            self.out = []
+            return out  # type: ignore[return-value]  # no Job markers when nothing is held
+        ready: list[bytes] = []
+        for index, item in enumerate(out):
+            if isinstance(item, bytes):
+                ready.append(item)
+                continue
+            if item.written is _PENDING:
+                self.out = out[index:]
+                return ready
+            self.held -= 1
+            if item.written is _FAILED:
+                ready.append(_pack_header(RES, _T.ERROR, len(_QUEUE_WRITE_FAILED)) + _QUEUE_WRITE_FAILED)
+            else:
+                ready.append(_pack_header(RES, _T.JOB_CREATED, len(item.handle)) + item.handle)
         self.out = []
-        return out
+        return ready
 
 
 class Function:
@@ -294,6 +322,8 @@ class Board:
         self._collect = self.store.durable
         self._added: list[Job] = []
         self._removed: list[bytes] = []
+        self.holding: set[Peer] = set()
+        """Peers with a JOB_CREATED waiting for a durable write."""
         self.dispatch: dict[PacketType, Handler] = self._handlers()
 
     # -- peers ---------------------------------------------------------------------------------------------
@@ -309,6 +339,7 @@ class Board:
         if peer not in self.peers:
             return
         del self.peers[peer]
+        self.holding.discard(peer)
         self._drop_abilities(peer, None)
         for job in list(peer.running):
             self._requeue(job)
@@ -404,6 +435,7 @@ class Board:
             self._attach(job, client)
         if background and self._collect:
             self._added.append(job)
+            job.written = _PENDING
         if when > now:
             job.state = _DELAYED
             function.delayed += 1
@@ -597,23 +629,42 @@ class Board:
 
     # -- persistence ---------------------------------------------------------------------------------------
 
-    def persist(self) -> None:
-        """Write the background jobs created and finished since the last call to the store, as one batch.
-
-        Raises:
-            QueueError: from the store.
-        """
-        if not (self._added or self._removed):
-            return
+    def take_changes(self) -> tuple[list[StoredJob], list[bytes], list[Job]]:
+        """The background jobs created and finished since the last call: (records to store, handles to remove,
+        the created jobs whose JOB_CREATED waits for the write). The driver writes them as one batch and then
+        calls ``written``."""
+        jobs = self._added
         added = [
             StoredJob(job.handle, job.function.name, job.unique, job.workload, int(job.priority), job.when, job.reducer)
-            for job in self._added
+            for job in jobs
             if job.state is not _GONE
         ]
         removed = self._removed
         self._added = []
         self._removed = []
-        self.store.apply(added, removed)
+        return added, removed, jobs
+
+    def written(self, jobs: list[Job], failed: bool) -> list[Peer]:
+        """A batch from ``take_changes`` is safe (or lost, when ``failed``: its jobs are dropped and their
+        submitters get ERROR QUEUE_ERROR). Returns the peers whose held output may now be written."""
+        for job in jobs:
+            if not failed:
+                job.written = _WRITTEN
+            elif job.written is _PENDING:
+                # Every submitter of a pending job has its JOB_CREATED held: each gets ERROR instead, and none
+                # hears of the handle, so the job is dropped without WORK_FAIL.
+                job.written = _FAILED
+                self._finish(job)
+        self.holding = {peer for peer in self.holding if peer.held}
+        return list(self.holding)
+
+    def _created(self, peer: Peer, job: Job) -> None:
+        """Acknowledge a submission: JOB_CREATED now, or once the job is safe in the durable queue."""
+        if job.written is _PENDING:
+            peer.hold(job)
+            self.holding.add(peer)
+        else:
+            peer.send(_JOB_CREATED, job.handle)
 
     def restore(self, stored: Iterable[StoredJob], now: float) -> int:
         """Re-create jobs a durable store kept, with their old handles; returns how many."""
@@ -764,7 +815,7 @@ class Board:
             except Refused as refused:
                 peer.send(_ERROR, refused.body)
                 return
-            peer.send(_JOB_CREATED, job.handle)
+            self._created(peer, job)
 
         return on_submit
 
@@ -779,7 +830,7 @@ class Board:
             except Refused as refused:
                 peer.send(_ERROR, refused.body)
                 return
-            peer.send(_JOB_CREATED, job.handle)
+            self._created(peer, job)
 
         return on_submit
 
@@ -793,7 +844,7 @@ class Board:
         except Refused as refused:
             peer.send(_ERROR, refused.body)
             return
-        peer.send(_JOB_CREATED, job.handle)
+        self._created(peer, job)
 
     def _on_grab_job(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         job = self.grab(peer, self.now)

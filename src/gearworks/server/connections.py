@@ -26,6 +26,8 @@ from gearworks.protocol.codec import DEFAULT_MAX_PACKET_SIZE, LARGE_PAYLOAD, Dec
 from gearworks.protocol.packets import REQ, Packet, PacketType
 from gearworks.server.admin import AdminAction, AdminCommands
 from gearworks.server.board import Board, Peer
+from gearworks.server.jobs import Job
+from gearworks.server.persistence import GroupCommit
 
 __all__ = ["Connection", "Hub", "SocketOptions"]
 
@@ -35,6 +37,8 @@ _ERROR = int(PacketType.ERROR)
 _INVALID_MAGIC = b"INVALID_MAGIC\0Request magic expected"
 _NO_ACTION = AdminAction.NONE
 _time = time.time
+MAX_WRITE_BACKLOG = 50_000
+"""Jobs waiting for the durable queue beyond which the server stops reading requests until it catches up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,8 @@ class Hub:
         self.max_packet_size = max_packet_size
         self.socket_options = socket_options or SocketOptions()
         self.connections: set[Connection] = set()
+        self.commit: GroupCommit[Job] | None = GroupCommit(board.store, self._written) if board.store.durable else None
+        self.reading_paused = False
         self.on_idle: Callable[[], None] | None = None
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
@@ -123,10 +129,13 @@ class Hub:
         """Persist the batch's background jobs, then write every dirty connection's output once."""
         self._flush_scheduled = False
         board = self.board
-        try:
-            board.persist()
-        except QueueError:
-            log.exception("queue store write failed")
+        commit = self.commit
+        if commit is not None:
+            added, removed, jobs = board.take_changes()
+            if added or removed or jobs:
+                commit.stage(added, removed, jobs)
+                if commit.backlog > MAX_WRITE_BACKLOG and not self.reading_paused:
+                    self._pause_reading(True)
         dirty = self._dirty
         self._dirty = []
         for connection in dirty:
@@ -135,6 +144,26 @@ class Hub:
             self.schedule_timer()
         if self.on_idle is not None and not board.jobs:
             self.on_idle()
+
+    def _written(self, jobs: list[Job], error: QueueError | None) -> None:
+        """A durable batch is written (or lost): release the JOB_CREATED (or QUEUE_ERROR) replies it held."""
+        self.begin()
+        for peer in self.board.written(jobs, error is not None):
+            peer.notify(peer)
+        self.end()
+        if self.reading_paused and self.commit is not None and self.commit.backlog < MAX_WRITE_BACKLOG // 4:
+            self._pause_reading(False)
+
+    def _pause_reading(self, pause: bool) -> None:
+        """Back-pressure while the durable queue falls behind: stop (or resume) reading every connection."""
+        self.reading_paused = pause
+        for connection in self.connections:
+            transport = connection.transport
+            if transport is not None and not transport.is_closing():
+                if pause:
+                    transport.pause_reading()
+                else:
+                    transport.resume_reading()
 
     def schedule_timer(self) -> None:
         """Arm one loop timer for the board's next deadline (epoch job due, CAN_DO_TIMEOUT expiry)."""
@@ -205,6 +234,8 @@ class Connection(asyncio.Protocol):
         peer.fd, peer.host, peer.address, peer.local = _describe(transport)
         self.hub.connections.add(self)
         self.hub.board.connect(peer)
+        if self.hub.reading_paused:
+            transport.pause_reading()  # the durable queue is behind: new peers wait like the others
         log.debug("accepted %s", peer.address)
 
     def _notify(self, peer: Peer) -> None:

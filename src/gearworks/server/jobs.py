@@ -22,6 +22,7 @@ __all__ = [
     "Job",
     "JobState",
     "Priority",
+    "WriteState",
 ]
 
 MAX_UNIQUE = 64
@@ -47,7 +48,17 @@ class JobState(IntEnum):
     GONE = 3
 
 
+class WriteState(IntEnum):
+    """Whether a background job is safe in a durable queue: JOB_CREATED waits while it is PENDING (PROTOCOL.md §7:
+    never acknowledge a job a crash could lose); FAILED means the write was lost and the submitter gets an ERROR."""
+
+    WRITTEN = 0
+    PENDING = 1
+    FAILED = 2
+
+
 _ZERO = b"0"
+_WRITTEN = WriteState.WRITTEN
 _QUEUED = JobState.QUEUED  # a module constant: enum attribute lookups are slow on the submission path
 
 
@@ -75,6 +86,7 @@ class Job:
         "when",
         "worker",
         "workload",
+        "written",
     )
 
     def __init__(
@@ -104,6 +116,7 @@ class Job:
         self.denominator = _ZERO
         self.retries = 0
         self.deadline = 0.0
+        self.written = _WRITTEN
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"

@@ -463,40 +463,58 @@ def test_large_payload_kept_as_its_own_chunk() -> None:
     assert w.out[-1] is payload
 
 
-class RecordingStore:
-    durable = True
+class DurableStore:
+    """A durable store as the board sees it: one restored job; the board only reads ``durable`` and ``load``."""
 
-    def __init__(self) -> None:
-        self.batches: list[tuple[list[StoredJob], list[bytes]]] = []
+    durable = True
 
     def load(self) -> list[StoredJob]:
         return [StoredJob(b"H:t:41", b"f", b"u", b"old", int(Priority.HIGH))]
 
     def apply(self, added: list[StoredJob], removed: list[bytes]) -> None:
-        self.batches.append((list(added), list(removed)))
+        raise AssertionError("the board never writes: the driver does, off the event loop")
 
     def close(self) -> None:
         pass
 
 
-def test_background_jobs_persisted_in_batches_and_restored() -> None:
-    store = RecordingStore()
+def test_background_jobs_are_acknowledged_only_once_written() -> None:
+    store = DurableStore()
     b = board(store=store)
     assert b.restore(store.load(), now=0.0) == 1
     c = peer(b)
-    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"a")
-    send(b, c, T.SUBMIT_JOB, b"f", b"", b"fg-not-stored")
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"a") == []  # held until written
+    assert send(b, c, T.SUBMIT_JOB, b"f", b"", b"fg-not-stored") == []  # queued behind the held reply
     send(b, c, T.SUBMIT_JOB_LOW_BG, b"f", b"", b"b")
-    b.persist()
-    ((added, removed),) = store.batches
+    added, removed, jobs = b.take_changes()
     assert [job.handle for job in added] == [b"H:t:42", b"H:t:44"]
     assert removed == []
+    assert b.written(jobs, failed=False) == [c]
+    assert received(c) == [
+        pkt(T.JOB_CREATED, b"H:t:42"),
+        pkt(T.JOB_CREATED, b"H:t:43"),
+        pkt(T.JOB_CREATED, b"H:t:44"),
+    ]
     w = worker(b, b"f")
     assert send(b, w, T.GRAB_JOB) == [pkt(T.JOB_ASSIGN, b"H:t:41", b"f", b"old")]
     send(b, w, T.WORK_COMPLETE, b"H:t:41", b"")
-    b.persist()
-    assert store.batches[-1] == ([], [b"H:t:41"])
+    assert b.take_changes() == ([], [b"H:t:41"], [])
     assert b.jobs[b"H:t:42"].state is JobState.QUEUED
+
+
+def test_a_lost_write_answers_queue_error_and_drops_the_job() -> None:
+    b = board(store=DurableStore())
+    c = peer(b)
+    other = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"same", b"a")
+    send(b, other, T.SUBMIT_JOB, b"f", b"same", b"joins it")  # coalesced: waits for the same write
+    _, _, jobs = b.take_changes()
+    assert set(b.written(jobs, failed=True)) == {c, other}
+    error = pkt(T.ERROR, b"QUEUE_ERROR", b"The job could not be written to the persistent queue")
+    assert received(c) == [error]
+    assert received(other) == [error]
+    assert b.jobs == {}
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"same", b"again") == []  # the unique key is free again
 
 
 def test_refused_carries_error_body() -> None:

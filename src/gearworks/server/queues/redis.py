@@ -1,0 +1,71 @@
+"""Redis queue store (the ``redis`` library): each job is one hash field, its order a sorted-set score; a batch
+is one MULTI/EXEC. Durability is Redis's own: with ``appendonly yes`` and ``appendfsync always`` an acknowledged
+batch survives a Redis crash; with the default ``appendfsync everysec`` up to about a second can be lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import cast
+
+import redis
+
+from gearworks.errors import QueueError
+from gearworks.server.queues.base import StoredJob
+from gearworks.server.queues.records import pack_job, unpack_job
+
+__all__ = ["RedisStore"]
+
+_LOAD_BATCH = 10_000
+
+
+class RedisStore:
+    """Background jobs in a Redis database, under ``prefix``."""
+
+    durable = True
+
+    def __init__(self, url: str, prefix: str = "gearworks", timeout: float = 5.0) -> None:
+        self.url = url
+        self._jobs = f"{prefix}:jobs"
+        self._order = f"{prefix}:order"
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            top = self._redis.zrange(self._order, -1, -1, withscores=True)
+        except redis.RedisError as exc:
+            raise QueueError(f"cannot reach Redis queue {url}: {exc}") from exc
+        self._seq = int(top[0][1]) if top else 0
+
+    def load(self) -> Iterator[StoredJob]:
+        """Every stored job, oldest first."""
+        try:
+            start = 0
+            while True:
+                handles = cast(list[bytes], self._redis.zrange(self._order, start, start + _LOAD_BATCH - 1))
+                if not handles:
+                    return
+                records = cast(list[bytes | None], self._redis.hmget(self._jobs, handles))
+                for handle, record in zip(handles, records, strict=True):
+                    if record is not None:
+                        yield unpack_job(handle, record)
+                start += len(handles)
+        except redis.RedisError as exc:
+            raise QueueError(f"cannot read Redis queue {self.url}: {exc}") from exc
+
+    def apply(self, added: Sequence[StoredJob], removed: Sequence[bytes]) -> None:
+        """Write ``added`` and delete ``removed`` in one MULTI/EXEC."""
+        pipe = self._redis.pipeline(transaction=True)
+        if added:
+            pipe.hset(self._jobs, mapping={job.handle: pack_job(job) for job in added})
+            first = self._seq + 1
+            self._seq += len(added)
+            pipe.zadd(self._order, {job.handle: first + i for i, job in enumerate(added)})
+        if removed:
+            pipe.hdel(self._jobs, *removed)
+            pipe.zrem(self._order, *removed)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise QueueError(f"Redis queue {self.url} write failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._redis.close()

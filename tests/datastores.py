@@ -1,0 +1,88 @@
+"""Start real Redis and PostgreSQL servers for the durable-queue tests and benchmarks: private data directories,
+free loopback ports, readiness with a deadline, and a stop that always reaps the process."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tests.servers import ServerProcess, free_port, wait_for_port
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+def postgres_bin() -> Path | None:
+    """Debian's PostgreSQL binaries directory (``/usr/lib/postgresql/N/bin``), newest first, or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    return Path(found[0]).parent if found else None
+
+
+def redis_process(*options: str, port: int | None = None) -> ServerProcess:
+    """A private redis-server on 127.0.0.1 with its data in a temporary directory (not started yet).
+
+    ``appendonly yes`` with ``appendfsync always`` by default, so a test can rely on every acknowledged write.
+    """
+    port = port or free_port()
+    tmp = tempfile.TemporaryDirectory(prefix="redis-")
+    argv = [
+        REDIS_SERVER,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        tmp.name,
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        *options,
+    ]
+    return ServerProcess(argv, port, Path(tmp.name) / "server.log", _tmp=tmp)
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[Callable[[], str]]:
+    """A private PostgreSQL cluster (initdb in a temporary directory, run as the ``postgres`` user when we are
+    root, as PostgreSQL requires). Yields a function that starts it (again) and returns its connection URL."""
+    bindir = postgres_bin()
+    if bindir is None:
+        raise FileNotFoundError("initdb not found (Debian package postgresql)")
+    tmp = tempfile.mkdtemp(prefix="pg-")
+    data = os.path.join(tmp, "data")
+    port = free_port()
+    run_as: dict[str, object] = {}
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(tmp, user.pw_uid, user.pw_gid)
+        run_as = {"user": user.pw_uid, "group": user.pw_gid}
+    subprocess.run(
+        [str(bindir / "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
+        check=True,
+        capture_output=True,
+        cwd=tmp,
+        **run_as,  # type: ignore[arg-type]
+    )
+    log = os.path.join(tmp, "server.log")
+    ctl = [str(bindir / "pg_ctl"), "-D", data, "-l", log, "-w", "-t", "30"]
+    options = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=on"
+
+    def start() -> str:
+        subprocess.run([*ctl, "-o", options, "start"], check=True, capture_output=True, cwd=tmp, **run_as)  # type: ignore[arg-type]
+        wait_for_port("127.0.0.1", port, 30)
+        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    try:
+        yield start
+    finally:
+        subprocess.run([*ctl, "-m", "immediate", "stop"], check=False, capture_output=True, cwd=tmp, **run_as)  # type: ignore[arg-type]
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,209 @@
+"""gearworks serve with each durable queue, killed with SIGKILL mid-storm: every background job whose JOB_CREATED
+reached its client runs after a restart (checked by the client's own record), unique keys still coalesce, epoch
+jobs still wait for their time, and a backend that goes down gives clients errors, not silent drops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gearworks.protocol import Decoder, Packet, PacketType, encode
+from tests.servers import ServerProcess, gearworks_process
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'queue.db'}"
+    elif request.param == "redis":
+        redis: ServerProcess = request.getfixturevalue("redis_server")
+        subprocess.run(["redis-cli", "-p", str(redis.port), "flushall"], check=True, capture_output=True)
+        yield f"redis://127.0.0.1:{redis.port}/0"
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+        yield url
+        _drop_table(url)
+
+
+def _drop_table(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("DROP TABLE IF EXISTS gearworks_jobs")
+
+
+class Storm:
+    """Pipelines SUBMIT_JOB_BG packets (unique keys ``s<n>``) and records which ones were acknowledged."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.acked: list[bytes] = []
+        self.errors: list[bytes] = []
+        self.sent: list[bytes] = []
+        self.done = threading.Event()
+        self.kill_at: int | None = None
+        """When this many acknowledgements have arrived, ``on_ack`` runs on the reader thread at once."""
+        self.on_ack: Callable[[], None] = lambda: None
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        decoder = Decoder()
+        try:
+            while data := self.sock.recv(65536):
+                for packet in decoder.feed(data):
+                    assert isinstance(packet, Packet)
+                    unique = self.sent[len(self.acked) + len(self.errors)]
+                    (self.acked if packet.type is PacketType.JOB_CREATED else self.errors).append(unique)
+                    if len(self.acked) == self.kill_at:
+                        self.on_ack()
+        except OSError:
+            pass
+        finally:
+            self.done.set()
+
+    def send(self, count: int) -> None:
+        first = len(self.sent)
+        uniques = [b"s%d" % n for n in range(first, first + count)]
+        self.sent.extend(uniques)
+        self.sock.sendall(b"".join(encode(PacketType.SUBMIT_JOB_BG, [b"storm", u, b"payload " + u]) for u in uniques))
+
+    def close(self) -> None:
+        self.sock.close()
+        self.done.wait(10)
+
+
+def drain(port: int, function: bytes, idle: float = 1.5) -> list[bytes]:
+    """Run every queued job of ``function`` with a raw GRAB_JOB_UNIQ worker; returns the unique keys run."""
+    ran: list[bytes] = []
+    decoder = Decoder()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pending = encode(PacketType.CAN_DO, [function])
+        last = time.monotonic()
+        while time.monotonic() - last < idle:
+            sock.sendall(pending + encode(PacketType.GRAB_JOB_UNIQ))  # one write: no Nagle stall per job
+            pending = b""
+            reply = None
+            while reply is None:
+                for packet in decoder.feed(sock.recv(65536)):
+                    assert isinstance(packet, Packet)
+                    reply = packet
+            if reply.type is PacketType.NO_JOB:
+                time.sleep(0.05)
+                continue
+            handle, _, unique, _ = reply.args
+            ran.append(unique)
+            pending = encode(PacketType.WORK_COMPLETE, [handle, b"ok"])
+            last = time.monotonic()
+    return ran
+
+
+def submit_one(port: int, ptype: PacketType, *args: bytes) -> Packet:
+    decoder = Decoder()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(encode(ptype, list(args)))
+        while True:
+            for packet in decoder.feed(sock.recv(65536)):
+                assert isinstance(packet, Packet)
+                return packet
+
+
+def test_kill_9_mid_storm_loses_no_acknowledged_job(queue_url: str) -> None:
+    server = gearworks_process("-q", queue_url)
+    try:
+        server.start()
+        storm = Storm(server.port)
+        deadline = time.monotonic() + 30
+        while len(storm.acked) < 3000 and time.monotonic() < deadline:
+            storm.send(500)
+            time.sleep(0.01)
+        # Kill the server the instant the first acknowledgement of a large final batch arrives: a server that
+        # acknowledged before its write was safe would lose the rest of that batch's acknowledged jobs.
+        killed = threading.Event()
+        storm.kill_at = len(storm.acked) + 1
+        storm.on_ack = lambda: (os.kill(server.pid, signal.SIGKILL), killed.set())
+        storm.send(5000)
+        assert killed.wait(30), "no acknowledgement of the final batch"
+        server.kill()
+        storm.close()
+        acknowledged = set(storm.acked)
+        assert len(acknowledged) >= 3000
+        server.start()
+        ran = drain(server.port, b"storm")
+        lost = acknowledged - set(ran)
+        assert not lost, f"{len(lost)} acknowledged jobs lost, e.g. {sorted(lost)[:5]}"
+        assert set(ran) <= set(storm.sent)
+    finally:
+        server.close()
+
+
+def test_unique_keys_coalesce_and_epoch_jobs_wait_after_a_restart(queue_url: str) -> None:
+    server = gearworks_process("-q", queue_url)
+    try:
+        server.start()
+        first = submit_one(server.port, PacketType.SUBMIT_JOB_BG, b"uq", b"same", b"one")
+        due = int(time.time()) + 3
+        submit_one(server.port, PacketType.SUBMIT_JOB_EPOCH, b"ep", b"later", b"%d" % due, b"x")
+        server.kill()
+        server.start()
+        again = submit_one(server.port, PacketType.SUBMIT_JOB_BG, b"uq", b"same", b"two")
+        assert again == first  # same handle: coalesced onto the replayed job
+        assert drain(server.port, b"uq") == [b"same"]
+        assert drain(server.port, b"ep", idle=0.5) == []  # not due yet
+        assert drain(server.port, b"ep", idle=4) == [b"later"]
+        assert time.time() >= due
+    finally:
+        server.close()
+
+
+def test_redis_going_down_gives_clients_errors_and_loses_nothing_acknowledged(redis_server: ServerProcess) -> None:
+    subprocess.run(["redis-cli", "-p", str(redis_server.port), "flushall"], check=True, capture_output=True)
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    server = gearworks_process("-q", url)
+    try:
+        server.start()
+        acked = [submit_one(server.port, PacketType.SUBMIT_JOB_BG, b"rd", b"a%d" % n, b"x") for n in range(20)]
+        assert all(p.type is PacketType.JOB_CREATED for p in acked)
+        redis_server.stop()
+        refused = submit_one(server.port, PacketType.SUBMIT_JOB_BG, b"rd", b"while-down", b"x")
+        assert refused.type is PacketType.ERROR
+        assert refused.args[0] == b"QUEUE_ERROR"
+        redis_server.start()
+        server.kill()
+        server.start()
+        assert sorted(drain(server.port, b"rd")) == sorted(b"a%d" % n for n in range(20))
+    finally:
+        server.close()
+
+
+def test_a_stalled_backend_holds_acknowledgements_until_the_write_is_safe(postgres_url: str) -> None:
+    import psycopg
+
+    server = gearworks_process("-q", postgres_url)
+    try:
+        server.start()
+        submit_one(server.port, PacketType.SUBMIT_JOB_BG, b"slow", b"warm", b"x")  # creates the table
+        with psycopg.connect(postgres_url) as locker:
+            locker.execute("LOCK TABLE gearworks_jobs IN ACCESS EXCLUSIVE MODE")  # writes now wait
+            storm = Storm(server.port)
+            storm.send(200)
+            time.sleep(1.0)
+            assert storm.acked == []  # nothing acknowledged while the write cannot complete
+            locker.rollback()  # release the lock
+        deadline = time.monotonic() + 20
+        while len(storm.acked) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(storm.acked) == 200
+        storm.close()
+    finally:
+        server.close()
+        _drop_table(postgres_url)
