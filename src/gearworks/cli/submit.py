@@ -70,13 +70,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Submit and print; exit status 1 when a job failed."""
-    if args.data is not None:
-        workloads = [args.data.encode()]
-    else:
-        raw = sys.stdin.buffer.read()
-        workloads = raw.splitlines() if args.each_line else [raw]
-    if args.each_line and args.data is not None:
-        workloads = args.data.encode().splitlines()
+    raw = args.data.encode() if args.data is not None else sys.stdin.buffer.read()
+    workloads = raw.splitlines() if args.each_line else [raw]
     return asyncio.run(_submit_all(args, workloads))
 
 
@@ -87,7 +82,7 @@ async def _submit_all(args: argparse.Namespace, workloads: list[bytes]) -> int:
     async with AsyncClient(
         servers(args), prefix=args.prefix, connect_timeout=connect.connect_timeout, tls=connect.tls
     ) as client:
-        with _progress(len(workloads), args.each_line) as advance:
+        with _ProgressBar(len(workloads), args.each_line) as advance:
             jobs = []
             for workload in workloads:
                 options: SubmitOptions = {"priority": args.priority, "timeout": args.timeout, "on_fail": advance}
@@ -128,7 +123,7 @@ def _status(numerator: int, denominator: int) -> None:
     print(f"status {numerator}/{denominator}", file=sys.stderr)
 
 
-class _progress:
+class _ProgressBar:
     """A progress bar on a terminal for ``--each-line``; elsewhere nothing. Yields the per-job advance callback."""
 
     def __init__(self, total: int, wanted: bool) -> None:
