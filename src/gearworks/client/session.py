@@ -630,7 +630,8 @@ class ClientSession:
                 self._fail(job, error)
         elif entry.expect is _T.OPTION_RES:
             log.warning("%s refused option %r: %s", channel.address, entry.name, error)
-            if error.code == "UNKNOWN_OPTION" and entry.name in self.options:
+            # gearmand says UNKNOWN_OPTION, the Perl Gearman::Server unknown_option: not re-sent on reconnects.
+            if error.code.upper() == "UNKNOWN_OPTION" and entry.name in self.options:
                 self.options.remove(entry.name)
             if not entry.done:
                 entry._reject(error)

@@ -239,12 +239,18 @@ def test_work_one_runs_exactly_one_job(gearmand: ServerProcess, worker_factory: 
 
 
 def test_stop_drain_finishes_jobs_in_hand(gearmand: ServerProcess, worker_factory: WorkerFactory, kind: str) -> None:
+    # Both handlers hold their job until the drain has been asked for: waiting for the server to show two running
+    # jobs instead would also be true of jobs 3 and 4 once a loaded machine let jobs 1 and 2 end unseen.
     finished: list[bytes] = []
+    started = threading.Semaphore(0)
+    release = threading.Event()
     running = worker_factory(gearmand.address, concurrency=2)
     if kind == "async":
 
         async def slow(job: WorkerJob) -> bytes:
-            await asyncio.sleep(0.5)
+            started.release()
+            await asyncio.to_thread(release.wait, 10)
+            await asyncio.sleep(0.2)
             finished.append(job.handle)
             return b""
 
@@ -252,22 +258,28 @@ def test_stop_drain_finishes_jobs_in_hand(gearmand: ServerProcess, worker_factor
     else:
 
         def slow_blocking(job: WorkerJob) -> bytes:
-            time.sleep(0.5)
+            started.release()
+            release.wait(10)
+            time.sleep(0.2)
             finished.append(job.handle)
             return b""
 
         running.worker.register("drain", slow_blocking)
     php_submit_background(gearmand.port, "drain", 5)
     running.start()
+    for _ in range(2):
+        assert started.acquire(timeout=10), "the worker never took two jobs"
+    running.stop(drain=True)
+    release.set()
+    assert running.join() == 2
+    assert len(finished) == 2
     with Admin(gearmand.address) as admin:
-        deadline = time.monotonic() + 10
-        while not any(row.function == b"drain" and row.running == 2 for row in admin.status()):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        running.stop(drain=True)
-        assert running.join() == 2
-        assert len(finished) == 2
-        assert [(row.total, row.running) for row in admin.status() if row.function == b"drain"] == [(3, 0)]
+        # The server reads the worker's connection and this one on different threads: the worker's last
+        # WORK_COMPLETEs may be counted a moment after it has closed.
+        deadline = time.monotonic() + 5
+        while (rows := [(row.total, row.running) for row in admin.status() if row.function == b"drain"]) != [(3, 0)]:
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.01)
 
 
 def cpu_bound(job: WorkerJob) -> bytes:

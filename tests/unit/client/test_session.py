@@ -233,6 +233,11 @@ def test_option_request_is_answered_in_order() -> None:
     with pytest.raises(ServerError, match="UNKNOWN_OPTION"):
         bad.result()
     assert session.options == [b"exceptions"]
+    perl = session.option(b"other", 0.0)
+    feed(session, channel, (T.ERROR, (b"unknown_option", b"")))  # the Perl Gearman::Server's spelling
+    with pytest.raises(ServerError, match="unknown_option"):
+        perl.result()
+    assert session.options == [b"exceptions"]
 
 
 def test_lost_connection_retries_sent_jobs_and_reroutes_unsent_ones() -> None:
