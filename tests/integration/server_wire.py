@@ -111,3 +111,17 @@ class Wire:
             if not chunk:
                 return bytes(data)
             data += chunk
+
+
+def abandon(port: int, function: bytes, timeout: float = 5.0) -> bytes:
+    """A worker grabs a job of ``function`` and disconnects without a result; returns the job's handle. Retries
+    while the server has not yet requeued a job abandoned just before."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with Wire(port) as worker:
+            worker.send(PacketType.CAN_DO, function)
+            reply = worker.request(PacketType.GRAB_JOB)
+        if reply.type is PacketType.JOB_ASSIGN:
+            return reply.args[0]
+        assert time.monotonic() < deadline, f"no job of {function!r} to grab"
+        time.sleep(0.02)

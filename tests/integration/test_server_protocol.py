@@ -9,7 +9,7 @@ import pytest
 
 from gearworks.protocol import REQ, RES, Packet, PacketType, encode
 from tests.conftest import ServerFactory
-from tests.integration.server_wire import Wire
+from tests.integration.server_wire import Wire, abandon
 from tests.servers import ServerProcess
 
 T = PacketType
@@ -125,6 +125,36 @@ def test_exceptions_option_and_server_flag(gearworks_server_factory: ServerFacto
         server.close()
 
 
+def test_dead_letters_listed_requeued_and_purged_through_admin(gearworks_server_factory: ServerFactory) -> None:
+    server = gearworks_server_factory("-j", "2", "--job-handle-prefix", "dl")
+    with Wire(server.port) as client, Wire(server.port) as admin, Wire(server.port) as sleeper:
+        assert client.request(T.SUBMIT_JOB_BG, b"f", b"uA", b"A") == pkt(T.JOB_CREATED, b"dl:1")
+        assert client.request(T.SUBMIT_JOB_LOW_BG, b"g", b"", b"B") == pkt(T.JOB_CREATED, b"dl:2")
+        assert client.request(T.SUBMIT_JOB, b"g", b"", b"fg") == pkt(T.JOB_CREATED, b"dl:3")
+        assert [abandon(server.port, b"f") for _ in range(2)] == [b"dl:1", b"dl:1"]
+        assert [abandon(server.port, b"g") for _ in range(4)] == [b"dl:3", b"dl:3", b"dl:2", b"dl:2"]
+        assert client.recv() == [pkt(T.WORK_FAIL, b"dl:3")]  # foreground: failed, not buried
+        listing = b"dl:1\tf\tuA\t2\ndl:2\tg\t\t2\n.\n"
+        deadline = time.monotonic() + 5  # the server sees the last worker's disconnect a moment after it
+        while admin.admin(b"dead\n") != listing and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert admin.admin(b"dead\n") == listing
+        assert admin.admin(b"dead list\r\n") == listing
+        assert admin.admin(b"status\n") == b"f\t0\t0\t0\ng\t0\t0\t0\n.\n"
+        assert admin.admin(b"show jobs\n") == b".\n"
+        assert admin.admin(b"dead requeue dl:9\r\n") == b"ERR UNKNOWN_JOB\r\n"
+        assert admin.admin(b"dead shuffle all\r\n").startswith(b"ERR INVALID_ARGUMENTS")
+        sleeper.send(T.CAN_DO, b"f")
+        sleeper.send(T.PRE_SLEEP)
+        assert sleeper.silent(0.1)
+        assert admin.admin(b"dead requeue dl:1\r\n") == b"OK 1\r\n"
+        assert sleeper.recv() == [pkt(T.NOOP)]
+        assert sleeper.request(T.GRAB_JOB) == pkt(T.JOB_ASSIGN, b"dl:1", b"f", b"A")
+        assert admin.admin(b"dead purge all\r\n") == b"OK 1\r\n"
+        assert admin.admin(b"dead\n") == b".\n"
+        assert admin.admin(b"dead purge all\r\n") == b"OK 0\r\n"
+
+
 def test_maxqueue_and_cancel_through_admin(gearworks_server: ServerProcess) -> None:
     with Wire(gearworks_server.port) as client, Wire(gearworks_server.port) as admin:
         handle = client.request(T.SUBMIT_JOB, b"mq", b"", b"1").args[0]
@@ -207,7 +237,8 @@ def test_client_that_never_reads_does_not_grow_the_server_without_bound(gearwork
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and sent < 512 * 1024 * 1024:
             try:
-                sent += greedy.sock.send(chunk)
+                # Resume exactly where a partial send stopped, or the stream would be misaligned.
+                sent += greedy.sock.send(chunk[sent % len(chunk) :])
             except BlockingIOError:
                 time.sleep(0.01)
         # The server stopped reading long before 512 MiB were accepted.

@@ -6,6 +6,7 @@ from gearworks.admin.blocking import Admin
 from gearworks.admin.models import (
     ClientInfo,
     ClientJob,
+    DeadLetter,
     FunctionStatus,
     JobInfo,
     PriorityStatus,
@@ -19,6 +20,7 @@ __all__ = [
     "AsyncAdmin",
     "ClientInfo",
     "ClientJob",
+    "DeadLetter",
     "FunctionStatus",
     "JobInfo",
     "PriorityStatus",

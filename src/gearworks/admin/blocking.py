@@ -125,6 +125,20 @@ class Admin(AdminSettings):
         """Cancel a job by handle (ServerError UNKNOWN_JOB if the server does not know it)."""
         self._run(commands.cancel_job(handle))
 
+    def dead_letters(self) -> models.Rows[models.DeadLetter]:
+        """gearworks' dead letters: background jobs handed out ``--job-retries`` times without a result."""
+        return self._run(commands.dead_letters())
+
+    def requeue_dead(self, handle: str | bytes | None = None) -> int:
+        """Put a dead letter (all when ``handle`` is None) back in its queue; returns how many (ServerError
+        UNKNOWN_JOB for an unknown handle)."""
+        return self._run(commands.requeue_dead(handle))
+
+    def purge_dead(self, handle: str | bytes | None = None) -> int:
+        """Forget a dead letter (all when ``handle`` is None); returns how many (ServerError UNKNOWN_JOB for an
+        unknown handle)."""
+        return self._run(commands.purge_dead(handle))
+
     def shutdown(self, graceful: bool = False) -> None:
         """Stop the server (gearmand 1.1.20 refuses: ServerError UNKNOWN_COMMAND); the connection is closed."""
         try:

@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 
 from gearworks.admin import models
 from gearworks.connection import ConnectOptions, ServerAddress, parse_servers
-from gearworks.errors import ServerError
+from gearworks.errors import ProtocolError, ServerError
 from gearworks.protocol import MAX_TEXT_LINE, AdminReply, ReplyShape, reply_shape
 from gearworks.protocol.admin import MAX_WORDS
 
@@ -23,12 +23,15 @@ __all__ = [
     "cancel_job",
     "clients",
     "create_function",
+    "dead_letters",
     "drop_function",
     "getpid",
     "jobs",
     "maxqueue",
     "prioritystatus",
+    "purge_dead",
     "raw",
+    "requeue_dead",
     "show_jobs",
     "show_unique_jobs",
     "shutdown",
@@ -111,6 +114,13 @@ def _pid(reply: AdminReply) -> int:
     return int(models.parse_ok(reply))
 
 
+def _count(reply: AdminReply) -> int:
+    text = models.parse_ok(reply)
+    if not text.isdigit():
+        raise ProtocolError(f"expected OK and a count, got {reply.raw[:200]!r}")
+    return int(text)
+
+
 def _version(reply: AdminReply) -> str:
     # gearmand answers `OK 1.1.20+ds`, the Perl server `v1.130.1`.
     text = reply.text
@@ -182,6 +192,21 @@ def drop_function(function: str | bytes) -> AdminCommand[None]:
 
 def cancel_job(handle: str | bytes) -> AdminCommand[None]:
     return _command(_none, "cancel", "job", handle)
+
+
+def dead_letters() -> AdminCommand[models.Rows[models.DeadLetter]]:
+    """gearworks' ``dead``: the dead letters of ``--job-retries``."""
+    return _command(models.parse_dead_letters, "dead")
+
+
+def requeue_dead(handle: str | bytes | None = None) -> AdminCommand[int]:
+    """gearworks' ``dead requeue HANDLE|all``: how many dead letters went back to their queues."""
+    return _command(_count, "dead", "requeue", "all" if handle is None else handle)
+
+
+def purge_dead(handle: str | bytes | None = None) -> AdminCommand[int]:
+    """gearworks' ``dead purge HANDLE|all``: how many dead letters were forgotten."""
+    return _command(_count, "dead", "purge", "all" if handle is None else handle)
 
 
 def shutdown(graceful: bool = False) -> AdminCommand[None]:

@@ -16,6 +16,7 @@ from gearworks.protocol import AdminReply
 __all__ = [
     "ClientInfo",
     "ClientJob",
+    "DeadLetter",
     "FunctionStatus",
     "JobInfo",
     "PriorityStatus",
@@ -23,6 +24,7 @@ __all__ = [
     "Rows",
     "WorkerInfo",
     "parse_clients",
+    "parse_dead_letters",
     "parse_jobs",
     "parse_ok",
     "parse_prioritystatus",
@@ -125,6 +127,17 @@ class ClientInfo:
 
     address: str
     jobs: tuple[ClientJob, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One line of gearworks' ``dead``: a background job buried after ``--job-retries`` hand-outs without a
+    result, with its function, unique key and how many times it was handed out."""
+
+    handle: bytes
+    function: bytes
+    unique: bytes
+    retries: int
 
 
 def _int(field: bytes, reply: AdminReply) -> int:
@@ -236,6 +249,17 @@ def parse_clients(reply: AdminReply) -> Rows[ClientInfo]:
         else:
             clients.append((line.decode("utf-8", "replace"), []))
     return Rows([ClientInfo(address, tuple(jobs)) for address, jobs in clients], reply.raw)
+
+
+def parse_dead_letters(reply: AdminReply) -> Rows[DeadLetter]:
+    """gearworks' ``HANDLE\\tFUNCTION\\tUNIQUE\\tRETRIES`` lines (the unique key may contain tabs)."""
+    rows = []
+    for line in reply.lines:
+        handle, rest = _split_first(line)
+        function, rest = _split_first(rest)
+        unique, retries = _fields(rest, 2, reply)
+        rows.append(DeadLetter(handle, function, unique, _int(retries, reply)))
+    return Rows(rows, reply.raw)
 
 
 def parse_ok(reply: AdminReply) -> str:

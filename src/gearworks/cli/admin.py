@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   gearworks admin --workers -h gear1      gearadmin's spelling works too
   gearworks admin maxqueue resize 100     cap a function's queue
   gearworks admin cancel-job H:vm:12
+  gearworks admin requeue-dead            put every dead letter back in its queue
   gearworks admin status --json --servers gear1:4730,gear2:4730
 """
 
@@ -55,6 +56,20 @@ def _cancel(admin: Admin, params: list[str]) -> str:
     return "OK"
 
 
+def _optional(params: list[str]) -> str | None:
+    if len(params) > 1:
+        raise ValueError("give one job handle, or none for all")
+    return params[0] if params else None
+
+
+def _requeue_dead(admin: Admin, params: list[str]) -> str:
+    return f"OK {admin.requeue_dead(_optional(params))}"
+
+
+def _purge_dead(admin: Admin, params: list[str]) -> str:
+    return f"OK {admin.purge_dead(_optional(params))}"
+
+
 def _shutdown(admin: Admin, params: list[str]) -> str:
     if params not in ([], ["graceful"]):
         raise ValueError("usage: gearworks admin shutdown [graceful]")
@@ -78,6 +93,9 @@ ACTIONS: dict[str, tuple[Action, str]] = {
     "shutdown": (_shutdown, "[graceful]: stop the server"),
     "jobs": (lambda a, _: a.jobs(), "queued jobs (Perl Gearman::Server, gearworks)"),
     "clients": (lambda a, _: a.clients(), "clients and the jobs they wait on (Perl Gearman::Server, gearworks)"),
+    "dead-letters": (lambda a, _: a.dead_letters(), "jobs buried after --job-retries (gearworks)"),
+    "requeue-dead": (_requeue_dead, "[HANDLE]: requeue one dead letter, or all (gearworks)"),
+    "purge-dead": (_purge_dead, "[HANDLE]: forget one dead letter, or all (gearworks)"),
 }
 # gearadmin's flags and the action each stands for (``--create-function NAME`` takes the name).
 GEARADMIN_FLAGS = {

@@ -17,6 +17,7 @@ from gearworks.errors import ProtocolError
 __all__ = [
     "BLOCK_COMMANDS",
     "BLOCK_END",
+    "LINE_COMMANDS",
     "MAX_WORDS",
     "AdminReply",
     "AdminReplyReader",
@@ -38,9 +39,13 @@ BLOCK_COMMANDS = frozenset(
         b"show unique jobs",
         b"jobs",
         b"clients",
+        b"dead",
+        b"dead list",
     }
 )
 """Commands whose successful reply is a block of lines ended by ``.\\n``; every other reply is one line."""
+LINE_COMMANDS = frozenset({b"dead requeue", b"dead purge"})
+"""Commands answered with one line although a shorter prefix of them is a block command."""
 
 
 def split_words(line: bytes) -> list[bytes]:
@@ -68,7 +73,10 @@ def reply_shape(command: bytes) -> ReplyShape:
     """The shape of the reply a server gives to ``command`` when it succeeds."""
     words = [word.lower() for word in split_words(command.rstrip(b"\r\n"))]
     for count in (3, 2, 1):
-        if b" ".join(words[:count]) in BLOCK_COMMANDS:
+        prefix = b" ".join(words[:count])
+        if prefix in LINE_COMMANDS:
+            return ReplyShape.LINE
+        if prefix in BLOCK_COMMANDS:
             # `show jobs extra` is answered with one ERR line, which the reader recognises whatever it expected.
             return ReplyShape.BLOCK
     return ReplyShape.LINE

@@ -1,8 +1,9 @@
 """The job server's side of the admin text protocol: one command line in, gearmand 1.1.20's exact reply bytes out.
 
-Replies reproduce gearmand's mixed line endings (PROTOCOL.md §4.1, §4.2); the Perl Gearman::Server's ``jobs``
-and ``clients`` commands (§4.4) and ``shutdown [graceful]`` (§7) are added. Reads and changes the board only; what
-the connection must do afterwards (close it, stop the server) is returned as an ``AdminAction``.
+Replies reproduce gearmand's mixed line endings (PROTOCOL.md §4.1, §4.2); the Perl Gearman::Server's ``jobs`` and
+``clients`` commands (§4.4), ``shutdown [graceful]`` (§7) and gearworks' own ``dead`` commands (dead letters of
+``--job-retries``) are added. Reads and changes the board only; what the connection must do afterwards (close it,
+stop the server) is returned as an ``AdminAction``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class AdminCommands:
             b"shutdown": self._shutdown,
             b"jobs": self._jobs,
             b"clients": self._clients,
+            b"dead": self._dead,
         }
 
     def handle(self, peer: Peer, line: bytes) -> tuple[bytes, AdminAction]:
@@ -189,6 +191,27 @@ class AdminCommands:
         if function is not None:
             function.maxqueue = caps if any(caps) else None
         return _OK, _NONE
+
+    # -- dead letters (gearworks only) ---------------------------------------------------------------------
+
+    def _dead(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        """``dead [list]``: ``HANDLE\\tFUNCTION\\tUNIQUE\\tRETRIES`` lines; ``dead requeue|purge HANDLE|all``:
+        ``OK <count>``."""
+        action = words[1].lower() if len(words) > 1 else b"list"
+        if action == b"list" and len(words) <= 2:
+            lines = [
+                b"%s\t%s\t%s\t%d" % (dead.handle, dead.function, dead.unique, dead.retries)
+                for dead in self.board.dead.values()
+            ]
+            return format_block(lines), _NONE
+        change = {b"requeue": self.board.requeue_dead, b"purge": self.board.purge_dead}.get(action)
+        if change is None or len(words) != 3:
+            return _invalid(b"dead"), _NONE
+        handle = None if words[2].lower() == b"all" else words[2]
+        count = change(handle)
+        if handle is not None and not count:
+            return b"ERR UNKNOWN_JOB\r\n", _NONE
+        return b"OK %d\r\n" % count, _NONE
 
     # -- server --------------------------------------------------------------------------------------------
 

@@ -138,9 +138,11 @@ class JobServer:
         self._stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
         config = self.config
-        restored = self.board.restore(config.store.load(), time.time())
+        restored = self.board.restore(config.store.load(), time.time(), config.store.load_dead())
         if restored:
             log.info("restored %d background jobs from the %s queue", restored, config.queue_type)
+        if self.board.dead:
+            log.info("%d dead letters in the %s queue", len(self.board.dead), config.queue_type)
         context = tls_context(config) if config.ssl else None
         if config.port >= 0:
             host = config.host or None

@@ -5,8 +5,10 @@ How this works: each connection is a ``Peer`` whose ``out`` list collects encode
 event-loop turn. A ``Function`` holds three FIFO queues (high, normal, low), the peers registered for it and
 those of them asleep. A job is DELAYED (epoch time in the future), QUEUED, RUNNING (held by one worker peer) or
 GONE; finished, cancelled or abandoned jobs leave the handle and unique indexes at once and stay in a queue only as
-tombstones that the next grab skips. Time never comes from a clock here: the driver sets ``now`` before each batch
-and calls ``tick(now)`` when ``next_deadline()`` passes (epoch jobs due, CAN_DO_TIMEOUT expiries).
+tombstones that the next grab skips. A background job handed out ``job_retries`` times without a result is buried in
+``dead`` (and the store's dead letters) until an admin requeues or purges it. Time never comes from a clock here: the
+driver sets ``now`` before each batch and calls ``tick(now)`` when ``next_deadline()`` passes (epoch jobs due,
+CAN_DO_TIMEOUT expiries).
 
 Behaviour follows gearmand 1.1.20 (PROTOCOL.md §3) except where PROTOCOL.md §6/§7 says to fix it: CAN_DO_TIMEOUT
 is in seconds and fails the job, cancelled and abandoned queued jobs leave the counts at once, a background job
@@ -26,7 +28,7 @@ from itertools import islice
 
 from gearworks.protocol.codec import LARGE_PAYLOAD
 from gearworks.protocol.packets import RES, PacketType
-from gearworks.server.jobs import MAX_UNIQUE, HandleFactory, Job, JobState, Priority, WriteState
+from gearworks.server.jobs import MAX_UNIQUE, DeadJob, HandleFactory, Job, JobState, Priority, WriteState
 from gearworks.server.queues.base import QueueStore, StoredJob
 from gearworks.server.queues.memory import MemoryStore
 
@@ -289,7 +291,8 @@ class Board:
     Args:
         handles: makes job handles (default ``H:<hostname>:<n>``).
         store: where background jobs are persisted (default: memory, i.e. nowhere).
-        job_retries: ``-j``: a job whose worker is lost this many times is failed (0 = never).
+        job_retries: ``-j``: a job whose worker is lost this many times is failed, a background one buried as a
+            dead letter (0 = never).
         round_robin: ``-R``: after a grab, the function served goes to the back of that worker's list.
         worker_wakeup: ``-w``: wake at most this many sleeping workers per queued job (0 = all).
         exceptions: ``--exceptions``: every new peer starts with the exceptions option on.
@@ -322,6 +325,10 @@ class Board:
         self._collect = self.store.durable
         self._added: list[Job] = []
         self._removed: list[bytes] = []
+        self._buried: dict[bytes, StoredJob] = {}
+        self._unburied: list[bytes] = []
+        self.dead: dict[bytes, DeadJob] = {}
+        """Dead letters by handle, oldest first."""
         self.holding: set[Peer] = set()
         """Peers with a JOB_CREATED waiting for a durable write."""
         self.dispatch: dict[PacketType, Handler] = self._handlers()
@@ -544,9 +551,13 @@ class Board:
         return job
 
     def _requeue(self, job: Job) -> None:
-        """Put a job its worker let go of back at the tail of its queue, or fail it after ``job_retries``."""
+        """Put a job its worker let go of back at the tail of its queue, or fail it after ``job_retries`` (burying
+        a background one)."""
         job.retries += 1
-        if (self.job_retries and job.retries >= self.job_retries) or (not job.background and not job.clients):
+        exhausted = self.job_retries and job.retries >= self.job_retries
+        if exhausted or (not job.background and not job.clients):
+            if exhausted and job.background:
+                self._bury(job)
             self.fail(job)
             return
         worker = job.worker
@@ -556,6 +567,56 @@ class Board:
         job.function.running -= 1
         job.numerator = job.denominator = _ZERO
         self._enqueue(job)
+
+    def _bury(self, job: Job) -> None:
+        """Keep a background job out of the queues as a dead letter (gearmand drops it, PROTOCOL.md §3.10)."""
+        dead = DeadJob(job.handle, job.function.name, job.unique, job.workload, job.priority, job.reducer, job.retries)
+        self.dead[job.handle] = dead
+        if self._collect:
+            self._buried[job.handle] = StoredJob(
+                dead.handle, dead.function, dead.unique, dead.workload, int(dead.priority), 0.0, dead.reducer,
+                dead.retries,
+            )  # fmt: skip
+
+    def _dead_handles(self, handle: bytes | None) -> list[bytes]:
+        """The dead letters an admin command names: one handle (none if unknown) or all (``None``)."""
+        if handle is None:
+            return list(self.dead)
+        return [handle] if handle in self.dead else []
+
+    def _unbury(self, handle: bytes) -> DeadJob:
+        dead = self.dead.pop(handle)
+        if self._collect:
+            self._buried.pop(handle, None)
+            self._unburied.append(handle)
+        return dead
+
+    def requeue_dead(self, handle: bytes | None) -> int:
+        """Put dead letters (one, or all for ``None``) back at the tail of their queues with their handles and no
+        retries, waking sleeping workers; returns how many."""
+        handles = self._dead_handles(handle)
+        for each in handles:
+            dead = self._unbury(each)
+            function = self.function(dead.function)
+            job = Job(
+                each, function, dead.unique, dead.workload, priority=dead.priority, background=True,
+                reducer=dead.reducer,
+            )  # fmt: skip
+            self.jobs[each] = job
+            key = _unique_key(dead.unique, dead.workload)
+            if key is not None:
+                function.uniques.setdefault(key, job)
+            if self._collect:
+                self._added.append(job)
+            self._enqueue(job)
+        return len(handles)
+
+    def purge_dead(self, handle: bytes | None) -> int:
+        """Forget dead letters (one, or all for ``None``); returns how many."""
+        handles = self._dead_handles(handle)
+        for each in handles:
+            self._unbury(each)
+        return len(handles)
 
     def fail(self, job: Job) -> None:
         """End a job with WORK_FAIL to every attached client (cancel, timeout, retries exhausted)."""
@@ -629,10 +690,15 @@ class Board:
 
     # -- persistence ---------------------------------------------------------------------------------------
 
-    def take_changes(self) -> tuple[list[StoredJob], list[bytes], list[Job]]:
+    @property
+    def changed(self) -> bool:
+        """Whether durable changes wait for ``take_changes``."""
+        return bool(self._added or self._removed or self._buried or self._unburied)
+
+    def take_changes(self) -> tuple[list[StoredJob], list[bytes], list[Job], list[StoredJob], list[bytes]]:
         """The background jobs created and finished since the last call: (records to store, handles to remove,
-        the created jobs whose JOB_CREATED waits for the write). The driver writes them as one batch and then
-        calls ``written``."""
+        the created jobs whose JOB_CREATED waits for the write, dead letters to store, dead letters to remove).
+        The driver writes them as one batch (removals first) and then calls ``written``."""
         jobs = self._added
         added = [
             StoredJob(job.handle, job.function.name, job.unique, job.workload, int(job.priority), job.when, job.reducer)
@@ -640,9 +706,13 @@ class Board:
             if job.state is not _GONE
         ]
         removed = self._removed
+        buried = list(self._buried.values())
+        unburied = self._unburied
         self._added = []
         self._removed = []
-        return added, removed, jobs
+        self._buried = {}
+        self._unburied = []
+        return added, removed, jobs, buried, unburied
 
     def written(self, jobs: list[Job], failed: bool) -> list[Peer]:
         """A batch from ``take_changes`` is safe (or lost, when ``failed``: its jobs are dropped and their
@@ -666,8 +736,14 @@ class Board:
         else:
             peer.send(_JOB_CREATED, job.handle)
 
-    def restore(self, stored: Iterable[StoredJob], now: float) -> int:
-        """Re-create jobs a durable store kept, with their old handles; returns how many."""
+    def restore(self, stored: Iterable[StoredJob], now: float, dead: Iterable[StoredJob] = ()) -> int:
+        """Re-create jobs (and dead letters) a durable store kept, with their old handles; returns how many jobs."""
+        for record in dead:
+            self.handles.skip_past(record.handle)
+            self.dead[record.handle] = DeadJob(
+                record.handle, record.function, record.unique, record.workload, Priority(record.priority),
+                record.reducer, record.retries,
+            )  # fmt: skip
         count = 0
         for record in stored:
             self.handles.skip_past(record.handle)

@@ -120,9 +120,10 @@ class Hub:
         self._batching = True
 
     def end(self) -> None:
-        """The batch of input is processed: write every connection's output once."""
+        """The batch of input is processed: write every connection's output once, and stage the board's durable
+        changes even when nobody has output (a worker lost mid-job buries or drops a background job silently)."""
         self._batching = False
-        if self._dirty:
+        if self._dirty or self.board.changed:
             self.flush()
 
     def flush(self) -> None:
@@ -131,9 +132,9 @@ class Hub:
         board = self.board
         commit = self.commit
         if commit is not None:
-            added, removed, jobs = board.take_changes()
-            if added or removed or jobs:
-                commit.stage(added, removed, jobs)
+            added, removed, jobs, buried, unburied = board.take_changes()
+            if added or removed or jobs or buried or unburied:
+                commit.stage(added, removed, jobs, buried, unburied)
                 if commit.backlog > MAX_WRITE_BACKLOG and not self.reading_paused:
                     self._pause_reading(True)
         dirty = self._dirty

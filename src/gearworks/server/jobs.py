@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_HANDLE_PREFIX",
     "MAX_UNIQUE",
+    "DeadJob",
     "HandleFactory",
     "Job",
     "JobState",
@@ -125,6 +127,20 @@ class Job:
         """Attached foreground clients, the most recently attached first (gearmand's order, PROTOCOL.md §3.7)."""
         if self.clients:
             yield from reversed(self.clients)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadJob:
+    """A background job buried after ``--job-retries`` hand-outs without a result: kept until an admin requeues or
+    purges it (gearmand drops such jobs, PROTOCOL.md §3.10)."""
+
+    handle: bytes
+    function: bytes
+    unique: bytes
+    workload: bytes
+    priority: Priority
+    reducer: bytes | None
+    retries: int
 
 
 class HandleFactory:

@@ -1,11 +1,12 @@
 """Group commit of background-job changes to a queue store, off the event loop.
 
-How this works: the server stages each loop turn's changes (jobs added, handles removed) together with opaque
-tokens (what to acknowledge once they are safe). One writer thread runs ``store.apply`` for one batch at a time;
-everything staged while a write is in flight is merged into the next batch, so under load many submissions share
-one transaction (and one fsync), and when idle a lone submission is written at once. When a batch is written, or
-fails, ``on_written(tokens, error)`` runs on the event loop: only then may the server acknowledge those jobs.
-The backlog (jobs staged or being written) is what the server uses to apply back-pressure.
+How this works: the server stages each loop turn's changes (jobs added, handles removed, dead letters buried and
+unburied) together with opaque tokens (what to acknowledge once they are safe). One writer thread runs ``store.apply``
+for one batch at a time; everything staged while a write is in flight is merged into the next batch, so under load many
+submissions share one transaction (and one fsync), and when idle a lone submission is written at once. Merging keeps the
+last change per handle: a removal cancels the staged insert of the same handle (stores apply removals first). When a
+batch is written, or fails, ``on_written(tokens, error)`` runs on the event loop: only then may the server acknowledge
+those jobs. The backlog (jobs staged or being written) is what the server uses to apply back-pressure.
 """
 
 from __future__ import annotations
@@ -27,15 +28,21 @@ T = TypeVar("T")
 
 
 class _Batch(Generic[T]):
-    __slots__ = ("added", "removed", "tokens")
+    __slots__ = ("added", "buried", "removed", "tokens", "unburied")
 
     def __init__(self) -> None:
-        self.added: list[StoredJob] = []
+        self.added: dict[bytes, StoredJob] = {}
         self.removed: list[bytes] = []
+        self.buried: dict[bytes, StoredJob] = {}
+        self.unburied: list[bytes] = []
         self.tokens: list[T] = []
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.tokens)
+        return bool(self.added or self.removed or self.buried or self.unburied or self.tokens)
+
+    def write(self, store: QueueStore) -> None:
+        """Apply the batch to ``store`` (on the writer thread)."""
+        store.apply(list(self.added.values()), self.removed, list(self.buried.values()), self.unburied)
 
 
 class GroupCommit(Generic[T]):
@@ -67,11 +74,31 @@ class GroupCommit(Generic[T]):
         """Whether anything is staged or being written."""
         return self._writing is not None or bool(self._staged)
 
-    def stage(self, added: Sequence[StoredJob], removed: Sequence[bytes], tokens: Sequence[T] = ()) -> None:
-        """Queue changes for the next transaction; start it at once if the writer is idle."""
+    def stage(
+        self,
+        added: Sequence[StoredJob],
+        removed: Sequence[bytes],
+        tokens: Sequence[T] = (),
+        buried: Sequence[StoredJob] = (),
+        unburied: Sequence[bytes] = (),
+    ) -> None:
+        """Queue changes for the next transaction; start it at once if the writer is idle.
+
+        Within one call removals come before additions of the same handle (a requeued dead letter).
+        """
         staged = self._staged
-        staged.added.extend(added)
+        pending = staged.added
+        for handle in removed:
+            pending.pop(handle, None)
         staged.removed.extend(removed)
+        for job in added:
+            pending[job.handle] = job
+        dead = staged.buried
+        for handle in unburied:
+            dead.pop(handle, None)
+        staged.unburied.extend(unburied)
+        for job in buried:
+            dead[job.handle] = job
         staged.tokens.extend(tokens)
         if self._writing is None and staged:
             self._start()
@@ -80,7 +107,7 @@ class GroupCommit(Generic[T]):
         batch, self._staged = self._staged, _Batch()
         self._writing = batch
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self.store.apply, batch.added, batch.removed)
+        future = loop.run_in_executor(self._executor, batch.write, self.store)
         future.add_done_callback(self._written)
 
     def _written(self, future: asyncio.Future[None]) -> None:

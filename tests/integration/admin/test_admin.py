@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from gearworks.admin import Admin, AsyncAdmin, FunctionStatus, PriorityStatus
+from gearworks.admin import Admin, AsyncAdmin, DeadLetter, FunctionStatus, PriorityStatus
 from gearworks.errors import ConnectionLost, ServerError
 from gearworks.protocol import Decoder, Packet, PacketType, encode
-from tests.conftest import require
+from tests.conftest import ServerFactory, require
+from tests.integration.server_wire import abandon
 from tests.servers import ServerProcess, perl_gearmand_process, running
 
 
@@ -148,6 +150,28 @@ def test_perl_server_jobs_and_clients(admin_factory: AdminFactory) -> None:
         clients = admin.clients()
         assert all(not client.jobs for client in clients)
         assert admin.version().startswith("v1.")
+
+
+def test_dead_letters_of_gearworks_server(gearworks_server_factory: ServerFactory, admin_factory: AdminFactory) -> None:
+    server = gearworks_server_factory("-j", "1", "--job-handle-prefix", "dl")
+    for unique in (b"one", b"two\tthree"):
+        submit_bg(server.port, b"adm-dead", unique)
+        abandon(server.port, b"adm-dead")
+    admin = admin_factory(server.address)
+    deadline = time.monotonic() + 5  # the server sees the last worker's disconnect a moment after it
+    while len(admin.dead_letters()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    rows = admin.dead_letters()
+    assert rows == [DeadLetter(b"dl:1", b"adm-dead", b"one", 1), DeadLetter(b"dl:2", b"adm-dead", b"two\tthree", 1)]
+    assert rows.raw == b"dl:1\tadm-dead\tone\t1\ndl:2\tadm-dead\ttwo\tthree\t1\n.\n"
+    with pytest.raises(ServerError) as info:
+        admin.requeue_dead("dl:9")
+    assert info.value.code == "UNKNOWN_JOB"
+    assert admin.requeue_dead(b"dl:2") == 1
+    assert admin.status() == [FunctionStatus(b"adm-dead", 1, 0, 0)]
+    assert admin.purge_dead() == 1
+    assert admin.dead_letters() == []
+    assert admin.requeue_dead() == 0
 
 
 def test_async_admin_pipelines_concurrent_commands(gearmand: ServerProcess) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
+from gearworks.protocol import PacketType
+from tests.conftest import ServerFactory
+from tests.integration.server_wire import Wire, abandon
 from tests.servers import ServerProcess, free_port
 
 
@@ -36,6 +40,33 @@ def test_gearadmin_flag_spellings(server: ServerProcess) -> None:
     assert workers[0].split() == ["FD", "ADDRESS", "CLIENT_ID", "FUNCTIONS"]
     assert admin(server, "--create-function", "made").returncode == 0
     assert "made" in admin(server, "--status").stdout
+
+
+def test_dead_letter_actions_on_gearworks_server(gearworks_server_factory: ServerFactory) -> None:
+    server = gearworks_server_factory("-j", "1", "--job-handle-prefix", "dl")
+    with Wire(server.port) as client:
+        for unique in (b"a", b"b"):
+            assert client.request(PacketType.SUBMIT_JOB_BG, b"cli-dead", unique, b"x").type is PacketType.JOB_CREATED
+            abandon(server.port, b"cli-dead")
+    deadline = time.monotonic() + 5  # the server sees the last worker's disconnect a moment after it
+    while "dl:2" not in admin(server, "dead-letters").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert admin(server, "dead-letters").stdout.splitlines() == [
+        "HANDLE  FUNCTION  UNIQUE  RETRIES",
+        "dl:1    cli-dead  a       1",
+        "dl:2    cli-dead  b       1",
+    ]
+    assert json.loads(admin(server, "dead-letters", "--json").stdout)[0] == {
+        "handle": "dl:1",
+        "function": "cli-dead",
+        "unique": "a",
+        "retries": 1,
+    }
+    assert admin(server, "requeue-dead", "dl:1").stdout == "OK 1\n"
+    assert "UNKNOWN_JOB" in admin(server, "purge-dead", "dl:1").stderr
+    assert admin(server, "purge-dead").stdout == "OK 1\n"
+    assert admin(server, "dead-letters").stdout == "(none)\n"
+    assert admin(server, "requeue-dead", "a", "b").returncode == 2
 
 
 def test_server_refusal_is_one_line_with_exit_status_4(server: ServerProcess) -> None:

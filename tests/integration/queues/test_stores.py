@@ -3,6 +3,7 @@ jobs gone, and a backend that is down gives QueueError rather than a silent drop
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -64,11 +65,38 @@ def store(opener: StoreOpener) -> Iterator[QueueStore]:
 def test_batches_survive_reopening_in_order(opener: StoreOpener, store: QueueStore) -> None:
     jobs = [job(n) for n in range(200)]
     store.apply(jobs[:150], [])
-    store.apply(jobs[150:], [jobs[3].handle, jobs[160].handle])
+    store.apply(jobs[150:], [jobs[3].handle])
+    store.apply([], [jobs[160].handle])
     store.close()
     reopened = opener()
     try:
         assert list(reopened.load()) == [j for j in jobs if j.handle not in (jobs[3].handle, jobs[160].handle)]
+    finally:
+        reopened.close()
+
+
+def test_removals_apply_before_additions_of_the_same_handle(store: QueueStore) -> None:
+    store.apply([job(1), job(2)], [])
+    store.apply([job(1)], [job(1).handle])  # a dead letter requeued in the batch that buried it
+    assert list(store.load()) == [job(2), job(1)]
+
+
+def test_dead_letters_round_trip_and_survive_reopening(opener: StoreOpener, store: QueueStore) -> None:
+    jobs = [job(n) for n in range(4)]
+    dead = [job(n, retries=n + 1, reducer=b"r" if n == 2 else None) for n in range(10, 14)]
+    store.apply(jobs, [])
+    store.apply([], [jobs[0].handle, jobs[1].handle], buried=dead[:2])
+    store.apply([], [], buried=dead[2:], unburied=[dead[0].handle])
+    requeued = dataclasses.replace(dead[1], retries=0)
+    store.apply([requeued], [], unburied=[dead[1].handle, b"H:t:999"])  # live again
+    store.apply([], [], buried=[dead[0]], unburied=[dead[0].handle])  # buried again after a requeue
+    store.close()
+    reopened = opener()
+    try:
+        assert list(reopened.load()) == [jobs[2], jobs[3], requeued]
+        assert list(reopened.load_dead()) == [dead[2], dead[3], dead[0]]
+        reopened.apply([], [], unburied=[d.handle for d in dead])
+        assert list(reopened.load_dead()) == []
     finally:
         reopened.close()
 
@@ -94,8 +122,9 @@ def test_memory_store_keeps_nothing() -> None:
     store = open_store("memory")
     assert isinstance(store, MemoryStore)
     assert not store.durable
-    store.apply([job(1)], [])
+    store.apply([job(1)], [], buried=[job(2)])
     assert list(store.load()) == []
+    assert list(store.load_dead()) == []
 
 
 def test_sqlite_store_is_wal_with_full_sync(tmp_path: Path) -> None:
@@ -143,5 +172,7 @@ def test_bad_queue_urls_are_value_errors(url: str) -> None:
 def test_record_packing_round_trips_and_rejects_corruption() -> None:
     original = job(7, reducer=b"r", when=12.25)
     assert unpack_job(original.handle, pack_job(original)) == original
+    dead = job(8, retries=3)
+    assert unpack_job(dead.handle, pack_job(dead)) == dead
     with pytest.raises(QueueError, match="corrupt"):
         unpack_job(b"H:x:1", b"too\0few")

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from gearworks.admin import commands
-from gearworks.admin.models import ClientInfo, ClientJob, FunctionStatus, JobInfo, PriorityStatus, QueuedJob, WorkerInfo
+from gearworks.admin.models import (
+    ClientInfo,
+    ClientJob,
+    DeadLetter,
+    FunctionStatus,
+    JobInfo,
+    PriorityStatus,
+    QueuedJob,
+    WorkerInfo,
+)
 from gearworks.errors import ProtocolError, ServerError
 from gearworks.protocol import AdminReply, AdminReplyReader, ReplyShape
 
@@ -81,9 +90,22 @@ def test_perl_jobs_and_clients() -> None:
     ]
 
 
+def test_dead_letters_with_tabs_in_the_unique_key() -> None:
+    command = commands.dead_letters()
+    assert command.line == b"dead\r\n"
+    assert run(command, b"H:vm:3\tresize\tu\t2\nH:vm:4\tresize\ta\tb\t3\n.\n") == [
+        DeadLetter(b"H:vm:3", b"resize", b"u", 2),
+        DeadLetter(b"H:vm:4", b"resize", b"a\tb", 3),
+    ]
+    assert run(command, b".\n") == []
+
+
 @pytest.mark.parametrize(
     ("command", "data", "value"),
     [
+        (commands.requeue_dead(), b"OK 3\r\n", 3),
+        (commands.requeue_dead("H:vm:3"), b"OK 1\r\n", 1),
+        (commands.purge_dead(b"H:vm:3"), b"OK 0\r\n", 0),
         (commands.version(), b"OK 1.1.20+ds\n", "1.1.20+ds"),
         (commands.version(), b"v1.130.1\n", "v1.130.1"),
         (commands.getpid(), b"OK 11778\n", 11778),
@@ -130,6 +152,8 @@ def test_command_lines_end_in_crlf() -> None:
     assert commands.maxqueue("f").line == b"maxqueue f\r\n"
     assert commands.show_unique_jobs().line == b"show unique jobs\r\n"
     assert commands.raw("status\n").line == b"status\r\n"
+    assert commands.requeue_dead().line == b"dead requeue all\r\n"
+    assert commands.purge_dead("H:vm:3").line == b"dead purge H:vm:3\r\n"
 
 
 @pytest.mark.parametrize("name", ["", "two words", "line\nbreak", b"cr\r"])

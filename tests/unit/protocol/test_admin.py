@@ -38,6 +38,10 @@ def test_split_words_like_gearmand(line: bytes, words: list[bytes]) -> None:
         (b"maxqueue f 1", ReplyShape.LINE),
         (b"show", ReplyShape.LINE),
         (b"cancel job H:x:1", ReplyShape.LINE),
+        (b"dead", ReplyShape.BLOCK),
+        (b"dead list", ReplyShape.BLOCK),
+        (b"DEAD requeue all", ReplyShape.LINE),
+        (b"dead purge H:x:1", ReplyShape.LINE),
     ],
 )
 def test_reply_shape_of_each_command(command: bytes, shape: ReplyShape) -> None:

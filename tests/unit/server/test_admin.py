@@ -123,3 +123,22 @@ def test_shutdown_only_from_local_peers(admin: AdminCommands) -> None:
         b"ERR UNKNOWN_COMMAND Unknown+server+commandshutdown\r\n",
         AdminAction.NONE,
     )
+
+
+def test_dead_letter_commands(admin: AdminCommands) -> None:
+    board = admin.board
+    board.job_retries = 1
+    client = board.connect(Peer())
+    board.dispatch[T.SUBMIT_JOB_BG](client, (b"f", b"u", b"x"))
+    worker = board.connect(Peer())
+    board.dispatch[T.CAN_DO](worker, (b"f",))
+    board.dispatch[T.GRAB_JOB](worker, ())
+    board.disconnect(worker)
+    assert ask(admin, b"dead") == ask(admin, b"DEAD LIST") == b"H:t:1\tf\tu\t1\n.\n"
+    invalid = b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+dead\r\n"
+    for line in (b"dead list x", b"dead requeue", b"dead purge a b", b"dead bury all"):
+        assert ask(admin, line) == invalid
+    assert ask(admin, b"dead purge H:t:2") == b"ERR UNKNOWN_JOB\r\n"
+    assert ask(admin, b"dead requeue ALL") == b"OK 1\r\n"
+    assert ask(admin, b"dead") == b".\n"
+    assert ask(admin, b"status") == b"f\t1\t0\t0\n.\n"

@@ -6,7 +6,7 @@ import pytest
 
 from gearworks.protocol import RES, Decoder, Packet, PacketType
 from gearworks.server.board import Board, Peer, Refused
-from gearworks.server.jobs import HandleFactory, JobState, Priority
+from gearworks.server.jobs import DeadJob, HandleFactory, JobState, Priority
 from gearworks.server.queues.base import StoredJob
 
 T = PacketType
@@ -295,6 +295,118 @@ def test_job_retries_fail_the_job_after_n_attempts() -> None:
     assert not b.jobs
 
 
+def lose_worker(b: Board, function: bytes, times: int) -> None:
+    """``times`` workers each grab a job of ``function`` and disconnect without a result."""
+    for _ in range(times):
+        w = worker(b, function)
+        assert send(b, w, T.GRAB_JOB)[0].type is T.JOB_ASSIGN
+        b.disconnect(w)
+
+
+def test_job_retries_bury_a_background_job_as_a_dead_letter() -> None:
+    b = board(job_retries=2)
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_LOW_BG, b"f", b"u1", b"A")
+    send(b, c, T.SUBMIT_JOB_LOW_BG, b"f", b"", b"B")
+    received(c)
+    lose_worker(b, b"f", 1)  # A: retries 1, back at the tail behind B
+    assert b.jobs[b"H:t:1"].retries == 1
+    lose_worker(b, b"f", 2)  # B once, then A a second time: A is buried
+    assert b.dead == {b"H:t:1": DeadJob(b"H:t:1", b"f", b"u1", b"A", Priority.LOW, None, 2)}
+    assert list(b.jobs) == [b"H:t:2"]
+    assert b.functions[b"f"].total == 1
+    assert received(c) == []  # a background submitter hears nothing
+
+
+def test_job_retries_still_fail_a_foreground_job_without_burying_it() -> None:
+    b = board(job_retries=2)
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"A")
+    lose_worker(b, b"f", 2)
+    assert received(c) == [pkt(T.WORK_FAIL, b"H:t:1")]
+    assert b.dead == {}
+
+
+def test_foreground_clients_of_a_buried_background_job_get_work_fail() -> None:
+    b = board(job_retries=1)
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"same", b"A")
+    send(b, c, T.SUBMIT_JOB, b"f", b"same", b"joins")
+    received(c)
+    lose_worker(b, b"f", 1)
+    assert received(c) == [pkt(T.WORK_FAIL, b"H:t:1")]
+    assert list(b.dead) == [b"H:t:1"]
+
+
+def test_requeue_dead_puts_the_job_back_with_its_handle_and_wakes_sleepers() -> None:
+    b = board(job_retries=1)
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_HIGH_BG, b"f", b"u", b"A")
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"B")
+    lose_worker(b, b"f", 1)
+    sleeper = worker(b, b"f")
+    assert grab_handles(b, sleeper, 1) == [b"B"]
+    send(b, sleeper, T.WORK_COMPLETE, b"H:t:2", b"")
+    assert send(b, sleeper, T.PRE_SLEEP) == []
+    assert b.requeue_dead(b"H:t:999") == 0
+    assert b.requeue_dead(b"H:t:1") == 1
+    assert received(sleeper) == [pkt(T.NOOP)]
+    assert b.dead == {}
+    assert b.jobs[b"H:t:1"].retries == 0
+    assert b.job_by_unique(b"u") is b.jobs[b"H:t:1"]
+    assert send(b, sleeper, T.GRAB_JOB) == [pkt(T.JOB_ASSIGN, b"H:t:1", b"f", b"A")]
+    assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"C") == [pkt(T.JOB_CREATED, b"H:t:3")]
+
+
+def test_requeue_and_purge_all_dead_letters() -> None:
+    b = board(job_retries=1)
+    c = peer(b)
+    for payload in (b"A", b"B", b"C"):
+        send(b, c, T.SUBMIT_JOB_BG, b"f", b"", payload)
+    lose_worker(b, b"f", 3)
+    assert list(b.dead) == [b"H:t:1", b"H:t:2", b"H:t:3"]
+    assert b.purge_dead(b"H:t:2") == 1
+    assert b.purge_dead(b"H:t:2") == 0
+    assert b.requeue_dead(None) == 2
+    assert grab_handles(b, worker(b, b"f"), 2) == [b"A", b"C"]
+    assert b.purge_dead(None) == 0
+
+
+def test_dead_letters_are_staged_for_a_durable_store_and_restored() -> None:
+    store = DurableStore()
+    b = board(store=store, job_retries=1)
+    b.restore(store.load(), 0.0, store.load_dead())
+    assert b.dead[b"H:t:45"] == DeadJob(b"H:t:45", b"f", b"d", b"dead", Priority.LOW, None, 3)
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"new")
+    b.written(b.take_changes()[2], failed=False)
+    assert received(c) == [pkt(T.JOB_CREATED, b"H:t:46")]  # dead handles are not handed out again
+    lose_worker(b, b"f", 1)  # H:t:41, the restored job, is grabbed first
+    assert b.take_changes() == (
+        [],
+        [b"H:t:41"],
+        [],
+        [StoredJob(b"H:t:41", b"f", b"u", b"old", int(Priority.HIGH), retries=1)],
+        [],
+    )
+    assert b.requeue_dead(b"H:t:41") == 1
+    assert b.purge_dead(b"H:t:45") == 1
+    added, removed, _, buried, unburied = b.take_changes()
+    assert added == [StoredJob(b"H:t:41", b"f", b"u", b"old", int(Priority.HIGH))]
+    assert (removed, buried, unburied) == ([], [], [b"H:t:41", b"H:t:45"])
+
+
+def test_a_job_buried_and_requeued_in_one_turn_is_staged_as_removed_then_added() -> None:
+    store = DurableStore()
+    b = board(store=store, job_retries=1)
+    b.restore(store.load(), 0.0)
+    lose_worker(b, b"f", 1)
+    b.requeue_dead(None)
+    added, removed, _, buried, unburied = b.take_changes()
+    assert [job.handle for job in added] == removed == unburied == [b"H:t:41"]
+    assert buried == []
+
+
 def test_cant_do_and_reset_abilities_requeue_running_jobs() -> None:
     b = board()
     c = peer(b)
@@ -464,14 +576,20 @@ def test_large_payload_kept_as_its_own_chunk() -> None:
 
 
 class DurableStore:
-    """A durable store as the board sees it: one restored job; the board only reads ``durable`` and ``load``."""
+    """A durable store as the board sees it: one restored job and one dead letter; the board only reads
+    ``durable``, ``load`` and ``load_dead``."""
 
     durable = True
 
     def load(self) -> list[StoredJob]:
         return [StoredJob(b"H:t:41", b"f", b"u", b"old", int(Priority.HIGH))]
 
-    def apply(self, added: list[StoredJob], removed: list[bytes]) -> None:
+    def load_dead(self) -> list[StoredJob]:
+        return [StoredJob(b"H:t:45", b"f", b"d", b"dead", int(Priority.LOW), retries=3)]
+
+    def apply(
+        self, added: list[StoredJob], removed: list[bytes], buried: list[StoredJob], unburied: list[bytes]
+    ) -> None:
         raise AssertionError("the board never writes: the driver does, off the event loop")
 
     def close(self) -> None:
@@ -486,7 +604,7 @@ def test_background_jobs_are_acknowledged_only_once_written() -> None:
     assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"a") == []  # held until written
     assert send(b, c, T.SUBMIT_JOB, b"f", b"", b"fg-not-stored") == []  # queued behind the held reply
     send(b, c, T.SUBMIT_JOB_LOW_BG, b"f", b"", b"b")
-    added, removed, jobs = b.take_changes()
+    added, removed, jobs, _, _ = b.take_changes()
     assert [job.handle for job in added] == [b"H:t:42", b"H:t:44"]
     assert removed == []
     assert b.written(jobs, failed=False) == [c]
@@ -498,7 +616,7 @@ def test_background_jobs_are_acknowledged_only_once_written() -> None:
     w = worker(b, b"f")
     assert send(b, w, T.GRAB_JOB) == [pkt(T.JOB_ASSIGN, b"H:t:41", b"f", b"old")]
     send(b, w, T.WORK_COMPLETE, b"H:t:41", b"")
-    assert b.take_changes() == ([], [b"H:t:41"], [])
+    assert b.take_changes() == ([], [b"H:t:41"], [], [], [])
     assert b.jobs[b"H:t:42"].state is JobState.QUEUED
 
 
@@ -508,7 +626,7 @@ def test_a_lost_write_answers_queue_error_and_drops_the_job() -> None:
     other = peer(b)
     send(b, c, T.SUBMIT_JOB_BG, b"f", b"same", b"a")
     send(b, other, T.SUBMIT_JOB, b"f", b"same", b"joins it")  # coalesced: waits for the same write
-    _, _, jobs = b.take_changes()
+    _, _, jobs, _, _ = b.take_changes()
     assert set(b.written(jobs, failed=True)) == {c, other}
     error = pkt(T.ERROR, b"QUEUE_ERROR", b"The job could not be written to the persistent queue")
     assert received(c) == [error]

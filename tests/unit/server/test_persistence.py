@@ -63,3 +63,25 @@ def test_a_failed_write_returns_its_tokens_with_the_error_and_later_writes_go_on
     assert (kept, no_error) == (["kept"], None)
     assert [j.handle for j in store.load()] == [b"H:t:2"]
     store.close()
+
+
+def test_merged_batches_keep_the_last_change_of_each_handle(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "q.db")
+    dead = StoredJob(b"H:t:3", b"f", b"u3", b"w", 1, retries=2)
+
+    async def run() -> None:
+        commit: GroupCommit[int] = GroupCommit(store, lambda tokens, error: None)
+        commit.stage([job(1), job(3)], [])  # written at once; the rest merges into the next batch
+        commit.stage([job(2)], [])
+        commit.stage([], [b"H:t:2"])  # added and removed while staged: never written
+        commit.stage([], [b"H:t:3"], buried=[dead])  # buried ...
+        commit.stage([job(3)], [], unburied=[b"H:t:3"])  # ... and requeued
+        commit.stage([], [b"H:t:1"], buried=[StoredJob(b"H:t:1", b"f", b"u1", b"w", 1, retries=2)])
+        await commit.flush()
+        assert commit.batches == 2
+        commit.close()
+
+    asyncio.run(run())
+    assert list(store.load()) == [job(3)]
+    assert [j.handle for j in store.load_dead()] == [b"H:t:1"]
+    store.close()

@@ -19,7 +19,17 @@ class MemoryStore:
         """Nothing survives a restart."""
         return ()
 
-    def apply(self, added: Sequence[StoredJob], removed: Sequence[bytes]) -> None:
+    def load_dead(self) -> Iterable[StoredJob]:
+        """Dead letters live only in the board too."""
+        return ()
+
+    def apply(
+        self,
+        added: Sequence[StoredJob],
+        removed: Sequence[bytes],
+        buried: Sequence[StoredJob] = (),
+        unburied: Sequence[bytes] = (),
+    ) -> None:
         """Nothing to write."""
 
     def close(self) -> None:

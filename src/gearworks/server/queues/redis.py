@@ -1,6 +1,7 @@
-"""Redis queue store (the ``redis`` library): each job is one hash field, its order a sorted-set score; a batch
-is one MULTI/EXEC. Durability is Redis's own: with ``appendonly yes`` and ``appendfsync always`` an acknowledged
-batch survives a Redis crash; with the default ``appendfsync everysec`` up to about a second can be lost."""
+"""Redis queue store (the ``redis`` library): each job is one hash field, its order a sorted-set score; a batch is
+one MULTI/EXEC. Dead letters are kept the same way under ``{prefix}:dead`` and ``{prefix}:dead_order``. Durability is
+Redis's own: with ``appendonly yes`` and ``appendfsync always`` an acknowledged batch survives a Redis crash; with
+the default ``appendfsync everysec`` up to about a second can be lost."""
 
 from __future__ import annotations
 
@@ -27,22 +28,36 @@ class RedisStore:
         self.url = url
         self._jobs = f"{prefix}:jobs"
         self._order = f"{prefix}:order"
+        self._dead = f"{prefix}:dead"
+        self._dead_order = f"{prefix}:dead_order"
         self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         try:
-            top = self._redis.zrange(self._order, -1, -1, withscores=True)
+            self._seq = self._top(self._order)
+            self._dead_seq = self._top(self._dead_order)
         except redis.RedisError as exc:
             raise QueueError(f"cannot reach Redis queue {url}: {exc}") from exc
-        self._seq = int(top[0][1]) if top else 0
+
+    def _top(self, order: str) -> int:
+        """The highest sequence number in the sorted set ``order`` (0 if empty)."""
+        top = self._redis.zrange(order, -1, -1, withscores=True)
+        return int(top[0][1]) if top else 0
 
     def load(self) -> Iterator[StoredJob]:
         """Every stored job, oldest first."""
+        return self._load(self._jobs, self._order)
+
+    def load_dead(self) -> Iterator[StoredJob]:
+        """Every dead letter, oldest first."""
+        return self._load(self._dead, self._dead_order)
+
+    def _load(self, records_key: str, order: str) -> Iterator[StoredJob]:
         try:
             start = 0
             while True:
-                handles = cast(list[bytes], self._redis.zrange(self._order, start, start + _LOAD_BATCH - 1))
+                handles = cast(list[bytes], self._redis.zrange(order, start, start + _LOAD_BATCH - 1))
                 if not handles:
                     return
-                records = cast(list[bytes | None], self._redis.hmget(self._jobs, handles))
+                records = cast(list[bytes | None], self._redis.hmget(records_key, handles))
                 for handle, record in zip(handles, records, strict=True):
                     if record is not None:
                         yield unpack_job(handle, record)
@@ -50,17 +65,31 @@ class RedisStore:
         except redis.RedisError as exc:
             raise QueueError(f"cannot read Redis queue {self.url}: {exc}") from exc
 
-    def apply(self, added: Sequence[StoredJob], removed: Sequence[bytes]) -> None:
-        """Write ``added`` and delete ``removed`` in one MULTI/EXEC."""
+    def apply(
+        self,
+        added: Sequence[StoredJob],
+        removed: Sequence[bytes],
+        buried: Sequence[StoredJob] = (),
+        unburied: Sequence[bytes] = (),
+    ) -> None:
+        """Delete ``removed`` and write ``added``, delete ``unburied`` and write ``buried``, in one MULTI/EXEC."""
         pipe = self._redis.pipeline(transaction=True)
+        if removed:
+            pipe.hdel(self._jobs, *removed)
+            pipe.zrem(self._order, *removed)
         if added:
             pipe.hset(self._jobs, mapping={job.handle: pack_job(job) for job in added})
             first = self._seq + 1
             self._seq += len(added)
             pipe.zadd(self._order, {job.handle: first + i for i, job in enumerate(added)})
-        if removed:
-            pipe.hdel(self._jobs, *removed)
-            pipe.zrem(self._order, *removed)
+        if unburied:
+            pipe.hdel(self._dead, *unburied)
+            pipe.zrem(self._dead_order, *unburied)
+        if buried:
+            pipe.hset(self._dead, mapping={job.handle: pack_job(job) for job in buried})
+            first = self._dead_seq + 1
+            self._dead_seq += len(buried)
+            pipe.zadd(self._dead_order, {job.handle: first + i for i, job in enumerate(buried)})
         try:
             pipe.execute()
         except redis.RedisError as exc:

@@ -22,7 +22,17 @@ CREATE TABLE IF NOT EXISTS gearworks_jobs (
     priority INTEGER NOT NULL,
     run_at REAL NOT NULL,
     reducer BLOB
-)
+);
+CREATE TABLE IF NOT EXISTS gearworks_dead (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    handle BLOB NOT NULL UNIQUE,
+    function BLOB NOT NULL,
+    unique_key BLOB NOT NULL,
+    workload BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    reducer BLOB,
+    retries INTEGER NOT NULL
+);
 """
 
 
@@ -38,7 +48,7 @@ class SQLiteStore:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise QueueError(f"cannot open SQLite queue {self.path}: {exc}") from exc
 
@@ -54,12 +64,33 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise QueueError(f"cannot read SQLite queue {self.path}: {exc}") from exc
 
-    def apply(self, added: Sequence[StoredJob], removed: Sequence[bytes]) -> None:
-        """Insert ``added`` and delete ``removed`` in one fsync'd transaction."""
+    def load_dead(self) -> Iterator[StoredJob]:
+        """Every dead letter, oldest first."""
+        try:
+            rows = self._db.execute(
+                "SELECT handle, function, unique_key, workload, priority, reducer, retries FROM gearworks_dead "
+                "ORDER BY seq"
+            )
+            for handle, function, unique, workload, priority, reducer, retries in rows:
+                yield StoredJob(handle, function, unique, workload, priority, 0.0, reducer, retries)
+        except sqlite3.Error as exc:
+            raise QueueError(f"cannot read SQLite queue {self.path}: {exc}") from exc
+
+    def apply(
+        self,
+        added: Sequence[StoredJob],
+        removed: Sequence[bytes],
+        buried: Sequence[StoredJob] = (),
+        unburied: Sequence[bytes] = (),
+    ) -> None:
+        """Delete ``removed`` and insert ``added``, delete ``unburied`` and insert ``buried``, in one fsync'd
+        transaction."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
+                if removed:
+                    db.executemany("DELETE FROM gearworks_jobs WHERE handle = ?", [(h,) for h in removed])
                 if added:
                     db.executemany(
                         "INSERT OR REPLACE INTO gearworks_jobs "
@@ -67,8 +98,18 @@ class SQLiteStore:
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [(j.handle, j.function, j.unique, j.workload, j.priority, j.when, j.reducer) for j in added],
                     )
-                if removed:
-                    db.executemany("DELETE FROM gearworks_jobs WHERE handle = ?", [(h,) for h in removed])
+                if unburied:
+                    db.executemany("DELETE FROM gearworks_dead WHERE handle = ?", [(h,) for h in unburied])
+                if buried:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO gearworks_dead "
+                        "(handle, function, unique_key, workload, priority, reducer, retries) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (d.handle, d.function, d.unique, d.workload, d.priority, d.reducer, d.retries)
+                            for d in buried
+                        ],
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
