@@ -12,7 +12,7 @@ from gearworks.server.queues.base import StoredJob
 
 __all__ = ["PostgresStore"]
 
-_SCHEMA = """
+_TABLE = """
 CREATE TABLE IF NOT EXISTS {table} (
     seq BIGSERIAL PRIMARY KEY,
     handle BYTEA NOT NULL UNIQUE,
@@ -21,19 +21,17 @@ CREATE TABLE IF NOT EXISTS {table} (
     workload BYTEA NOT NULL,
     priority SMALLINT NOT NULL,
     run_at DOUBLE PRECISION NOT NULL,
-    reducer BYTEA
-);
-CREATE TABLE IF NOT EXISTS {table}_dead (
-    seq BIGSERIAL PRIMARY KEY,
-    handle BYTEA NOT NULL UNIQUE,
-    function BYTEA NOT NULL,
-    unique_key BYTEA NOT NULL,
-    workload BYTEA NOT NULL,
-    priority SMALLINT NOT NULL,
     reducer BYTEA,
-    retries INTEGER NOT NULL
-)
+    retries INTEGER NOT NULL DEFAULT 0
+);
 """
+_COLUMNS = "handle, function, unique_key, workload, priority, run_at, reducer, retries"
+
+
+def _row(job: StoredJob) -> tuple[object, ...]:
+    return (job.handle, job.function, job.unique, job.workload, job.priority, job.when, job.reducer, job.retries)
+
+
 _COPY_THRESHOLD = 64
 
 
@@ -49,37 +47,26 @@ class PostgresStore:
         self.table = table
         try:
             self._db = psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True)
-            self._db.execute(_SCHEMA.format(table=table).encode())
+            self._db.execute((_TABLE.format(table=table) + _TABLE.format(table=f"{table}_dead")).encode())
         except psycopg.Error as exc:
             raise QueueError(f"cannot open PostgreSQL queue {url}: {exc}") from exc
 
     def load(self) -> Iterator[StoredJob]:
         """Every stored job, oldest first (streamed with a server-side cursor)."""
-        query = (
-            f"SELECT handle, function, unique_key, workload, priority, run_at, reducer FROM {self.table} ORDER BY seq"
-        )
+        return self._load(self.table)
+
+    def load_dead(self) -> Iterator[StoredJob]:
+        """Every dead letter, oldest first."""
+        return self._load(f"{self.table}_dead")
+
+    def _load(self, table: str) -> Iterator[StoredJob]:
         try:
             with self._db.transaction(), self._db.cursor(name="gearworks_load") as cursor:
-                cursor.execute(query.encode())
-                for handle, function, unique, workload, priority, run_at, reducer in cursor:
-                    yield StoredJob(handle, function, unique, workload, priority, run_at, reducer)
+                cursor.execute(f"SELECT {_COLUMNS} FROM {table} ORDER BY seq".encode())
+                for row in cursor:
+                    yield StoredJob(*row)
         except psycopg.Error as exc:
             raise QueueError(f"cannot read PostgreSQL queue {self.url}: {exc}") from exc
-
-    def load_dead(self) -> list[StoredJob]:
-        """Every dead letter, oldest first."""
-        query = (
-            f"SELECT handle, function, unique_key, workload, priority, reducer, retries FROM {self.table}_dead "
-            "ORDER BY seq"
-        )
-        try:
-            rows = self._db.execute(query.encode()).fetchall()
-        except psycopg.Error as exc:
-            raise QueueError(f"cannot read PostgreSQL queue {self.url}: {exc}") from exc
-        return [
-            StoredJob(handle, function, unique, workload, priority, 0.0, reducer, retries)
-            for handle, function, unique, workload, priority, reducer, retries in rows
-        ]
 
     def apply(
         self,
@@ -90,34 +77,25 @@ class PostgresStore:
     ) -> None:
         """Delete ``removed`` and insert ``added`` (COPY for large batches), delete ``unburied`` and insert
         ``buried``, in one transaction."""
-        rows = [(j.handle, j.function, j.unique, j.workload, j.priority, j.when, j.reducer) for j in added]
-        columns = "(handle, function, unique_key, workload, priority, run_at, reducer)"
         try:
             with self._db.transaction(), self._db.cursor() as cursor:
-                if removed:
-                    cursor.execute(f"DELETE FROM {self.table} WHERE handle = ANY(%s)".encode(), (list(removed),))
-                if len(rows) >= _COPY_THRESHOLD:
-                    with cursor.copy(f"COPY {self.table} {columns} FROM STDIN".encode()) as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                elif rows:
-                    cursor.executemany(
-                        f"INSERT INTO {self.table} {columns} VALUES (%s, %s, %s, %s, %s, %s, %s)".encode(), rows
-                    )
-                if unburied:
-                    cursor.execute(f"DELETE FROM {self.table}_dead WHERE handle = ANY(%s)".encode(), (list(unburied),))
-                if buried:
-                    cursor.executemany(
-                        f"INSERT INTO {self.table}_dead "
-                        "(handle, function, unique_key, workload, priority, reducer, retries) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s)".encode(),
-                        [
-                            (d.handle, d.function, d.unique, d.workload, d.priority, d.reducer, d.retries)
-                            for d in buried
-                        ],
-                    )
+                self._replace(cursor, self.table, removed, added)
+                self._replace(cursor, f"{self.table}_dead", unburied, buried)
         except psycopg.Error as exc:
             raise QueueError(f"PostgreSQL queue {self.url} write failed: {exc}") from exc
+
+    @staticmethod
+    def _replace(cursor: psycopg.Cursor[tuple[object, ...]], table: str, removed: Sequence[bytes],
+                 added: Sequence[StoredJob]) -> None:  # fmt: skip
+        if removed:
+            cursor.execute(f"DELETE FROM {table} WHERE handle = ANY(%s)".encode(), (list(removed),))
+        if len(added) >= _COPY_THRESHOLD:
+            with cursor.copy(f"COPY {table} ({_COLUMNS}) FROM STDIN".encode()) as copy:
+                for job in added:
+                    copy.write_row(_row(job))
+        elif added:
+            values = ", ".join(["%s"] * 8)
+            cursor.executemany(f"INSERT INTO {table} ({_COLUMNS}) VALUES ({values})".encode(), map(_row, added))
 
     def close(self) -> None:
         """Close the connection."""

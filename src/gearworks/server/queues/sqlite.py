@@ -12,8 +12,8 @@ from gearworks.server.queues.base import StoredJob
 
 __all__ = ["SQLiteStore"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS gearworks_jobs (
+_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     handle BLOB NOT NULL UNIQUE,
     function BLOB NOT NULL,
@@ -21,19 +21,17 @@ CREATE TABLE IF NOT EXISTS gearworks_jobs (
     workload BLOB NOT NULL,
     priority INTEGER NOT NULL,
     run_at REAL NOT NULL,
-    reducer BLOB
-);
-CREATE TABLE IF NOT EXISTS gearworks_dead (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    handle BLOB NOT NULL UNIQUE,
-    function BLOB NOT NULL,
-    unique_key BLOB NOT NULL,
-    workload BLOB NOT NULL,
-    priority INTEGER NOT NULL,
     reducer BLOB,
-    retries INTEGER NOT NULL
+    retries INTEGER NOT NULL DEFAULT 0
 );
 """
+_JOBS, _DEAD = "gearworks_jobs", "gearworks_dead"
+"""Live background jobs, and dead letters (jobs that failed ``--job-retries`` times): the same columns."""
+_COLUMNS = "handle, function, unique_key, workload, priority, run_at, reducer, retries"
+
+
+def _row(job: StoredJob) -> tuple[object, ...]:
+    return (job.handle, job.function, job.unique, job.workload, job.priority, job.when, job.reducer, job.retries)
 
 
 class SQLiteStore:
@@ -48,31 +46,22 @@ class SQLiteStore:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_TABLE.format(table=_JOBS) + _TABLE.format(table=_DEAD))
         except sqlite3.Error as exc:
             raise QueueError(f"cannot open SQLite queue {self.path}: {exc}") from exc
 
     def load(self) -> Iterator[StoredJob]:
         """Every stored job, oldest first."""
-        try:
-            rows = self._db.execute(
-                "SELECT handle, function, unique_key, workload, priority, run_at, reducer FROM gearworks_jobs "
-                "ORDER BY seq"
-            )
-            for handle, function, unique, workload, priority, run_at, reducer in rows:
-                yield StoredJob(handle, function, unique, workload, priority, run_at, reducer)
-        except sqlite3.Error as exc:
-            raise QueueError(f"cannot read SQLite queue {self.path}: {exc}") from exc
+        return self._load(_JOBS)
 
     def load_dead(self) -> Iterator[StoredJob]:
         """Every dead letter, oldest first."""
+        return self._load(_DEAD)
+
+    def _load(self, table: str) -> Iterator[StoredJob]:
         try:
-            rows = self._db.execute(
-                "SELECT handle, function, unique_key, workload, priority, reducer, retries FROM gearworks_dead "
-                "ORDER BY seq"
-            )
-            for handle, function, unique, workload, priority, reducer, retries in rows:
-                yield StoredJob(handle, function, unique, workload, priority, 0.0, reducer, retries)
+            for row in self._db.execute(f"SELECT {_COLUMNS} FROM {table} ORDER BY seq"):
+                yield StoredJob(*row)
         except sqlite3.Error as exc:
             raise QueueError(f"cannot read SQLite queue {self.path}: {exc}") from exc
 
@@ -89,33 +78,22 @@ class SQLiteStore:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                if removed:
-                    db.executemany("DELETE FROM gearworks_jobs WHERE handle = ?", [(h,) for h in removed])
-                if added:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO gearworks_jobs "
-                        "(handle, function, unique_key, workload, priority, run_at, reducer) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(j.handle, j.function, j.unique, j.workload, j.priority, j.when, j.reducer) for j in added],
-                    )
-                if unburied:
-                    db.executemany("DELETE FROM gearworks_dead WHERE handle = ?", [(h,) for h in unburied])
-                if buried:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO gearworks_dead "
-                        "(handle, function, unique_key, workload, priority, reducer, retries) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            (d.handle, d.function, d.unique, d.workload, d.priority, d.reducer, d.retries)
-                            for d in buried
-                        ],
-                    )
+                self._replace(_JOBS, removed, added)
+                self._replace(_DEAD, unburied, buried)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise QueueError(f"SQLite queue {self.path} write failed: {exc}") from exc
+
+    def _replace(self, table: str, removed: Sequence[bytes], added: Sequence[StoredJob]) -> None:
+        if removed:
+            self._db.executemany(f"DELETE FROM {table} WHERE handle = ?", [(handle,) for handle in removed])
+        if added:
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO {table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", map(_row, added)
+            )
 
     def close(self) -> None:
         """Close the database file."""
