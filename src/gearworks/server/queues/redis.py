@@ -74,26 +74,34 @@ class RedisStore:
     ) -> None:
         """Delete ``removed`` and write ``added``, delete ``unburied`` and write ``buried``, in one MULTI/EXEC."""
         pipe = self._redis.pipeline(transaction=True)
-        if removed:
-            pipe.hdel(self._jobs, *removed)
-            pipe.zrem(self._order, *removed)
-        if added:
-            pipe.hset(self._jobs, mapping={job.handle: pack_job(job) for job in added})
-            first = self._seq + 1
-            self._seq += len(added)
-            pipe.zadd(self._order, {job.handle: first + i for i, job in enumerate(added)})
-        if unburied:
-            pipe.hdel(self._dead, *unburied)
-            pipe.zrem(self._dead_order, *unburied)
-        if buried:
-            pipe.hset(self._dead, mapping={job.handle: pack_job(job) for job in buried})
-            first = self._dead_seq + 1
-            self._dead_seq += len(buried)
-            pipe.zadd(self._dead_order, {job.handle: first + i for i, job in enumerate(buried)})
+        self._seq = self._replace(pipe, self._jobs, self._order, self._seq, removed=removed, added=added)
+        self._dead_seq = self._replace(
+            pipe, self._dead, self._dead_order, self._dead_seq, removed=unburied, added=buried
+        )
         try:
             pipe.execute()
         except redis.RedisError as exc:
             raise QueueError(f"Redis queue {self.url} write failed: {exc}") from exc
+
+    @staticmethod
+    def _replace(
+        pipe: redis.client.Pipeline,
+        records: str,
+        order: str,
+        seq: int,
+        *,
+        removed: Sequence[bytes],
+        added: Sequence[StoredJob],
+    ) -> int:
+        """Queue the deletion of ``removed`` then the writing of ``added`` (ordered after ``seq``) on ``pipe``;
+        returns the new highest sequence number."""
+        if removed:
+            pipe.hdel(records, *removed)
+            pipe.zrem(order, *removed)
+        if added:
+            pipe.hset(records, mapping={job.handle: pack_job(job) for job in added})
+            pipe.zadd(order, {job.handle: seq + 1 + i for i, job in enumerate(added)})
+        return seq + len(added)
 
     def close(self) -> None:
         """Close the connection pool."""
