@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gearworks import __version__
+from gearworks._version import __version__
 from gearworks.cli import admin, demo, serve, submit, top, work
 from gearworks.errors import (
     ConnectionLost,

@@ -56,6 +56,7 @@ from gearworks.errors import (
     ServerError,
 )
 from gearworks.protocol import DEFAULT_MAX_PACKET_SIZE, Decoder, Packet, PacketType, encode, encode_parts
+from gearworks.protocol.fields import as_bytes, c_atoi
 
 __all__ = ["BaseClient", "Channel", "ChannelState", "ClientOptions", "ClientSession"]
 
@@ -85,24 +86,6 @@ _CALLBACKS = frozenset(
 
 Pending = Job | Call[Any]
 Handler = Callable[["Channel", tuple[bytes, ...], float], None]
-
-
-def _number(field: bytes) -> int:
-    """A decimal status field read like gearmand's ``atoi``: leading digits, else 0."""
-    digits = field.strip()
-    end = 1 if digits[:1] in (b"-", b"+") else 0
-    while end < len(digits) and 48 <= digits[end] <= 57:
-        end += 1
-    try:
-        return int(digits[:end])
-    except ValueError:
-        return 0
-
-
-def _bytes(value: bytes | str | bytearray | memoryview) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 class ChannelState(Enum):
@@ -215,10 +198,10 @@ class ClientSession:
                 packet over ``max_packet_size``.
         """
         name = self.router.function(function)
-        payload = _bytes(workload)
+        payload = as_bytes(workload, "workload")
         unique_option = options.get("unique")
         if unique_option is not None:
-            unique = _bytes(unique_option)
+            unique = as_bytes(unique_option, "unique")
         elif background or when is not None:
             # A unique of its own keeps a persistent server from squashing background jobs (Gearman::Client #87):
             # a random 128-bit session prefix and a counter, unique like a UUID and cheaper per job.
@@ -647,12 +630,12 @@ class ClientSession:
         if call.expect is _T.ECHO_RES:
             call._resolve(args[0])
         elif call.expect is _T.STATUS_RES:
-            status = JobStatus(args[0], args[1] == b"1", args[2] == b"1", _number(args[3]), _number(args[4]))
+            status = JobStatus(args[0], args[1] == b"1", args[2] == b"1", c_atoi(args[3]), c_atoi(args[4]))
             if status.known or call.remaining <= 0:
                 call._resolve(status)
         elif call.expect is _T.STATUS_RES_UNIQUE:
             known, running = args[1] == b"1", args[2] == b"1"
-            call._resolve(UniqueStatus(args[0], known, running, *(_number(x) for x in args[3:6])))
+            call._resolve(UniqueStatus(args[0], known, running, *(c_atoi(x) for x in args[3:6])))
         elif call.remaining <= 0:
             call._resolve(None)
 
@@ -691,7 +674,7 @@ class ClientSession:
             job._emit(WarningEvent(args[1]))
 
     def _on_work_status(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
-        numerator, denominator = _number(args[1]), _number(args[2])
+        numerator, denominator = c_atoi(args[1]), c_atoi(args[2])
         for job in self._group(channel, args[0]):
             job.status = (numerator, denominator)
             job._emit(StatusEvent(numerator, denominator))

@@ -12,7 +12,8 @@ import os
 from enum import Enum
 
 from gearworks.protocol.admin import MAX_WORDS, format_block, split_words
-from gearworks.server.board import Board, Peer, c_atoi
+from gearworks.protocol.fields import c_atoi
+from gearworks.server.board import Board, Peer
 
 __all__ = ["VERBOSE_LEVELS", "AdminAction", "AdminCommands"]
 

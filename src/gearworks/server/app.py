@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gearworks import __version__
+from gearworks._version import __version__
 from gearworks.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from gearworks.server.admin import AdminAction, AdminCommands
 from gearworks.server.board import Board

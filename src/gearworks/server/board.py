@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import re
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
 from gearworks.protocol.codec import LARGE_PAYLOAD
+from gearworks.protocol.fields import c_atoi, seconds
 from gearworks.protocol.packets import RES, PacketType
 from gearworks.server.jobs import MAX_UNIQUE, DeadJob, HandleFactory, Job, JobState, Priority, WriteState
 from gearworks.server.queues.base import QueueStore, StoredJob
 from gearworks.server.queues.memory import MemoryStore
 
-__all__ = ["Board", "Function", "Peer", "Refused", "c_atoi"]
+__all__ = ["Board", "Function", "Peer", "Refused"]
 
 _T = PacketType
 # Reply types as plain ints: IntEnum attribute lookups and packing cost measurably per packet.
@@ -63,8 +63,6 @@ MAX_CLIENT_ID = 127
 MAX_OPTION = 64
 MAX_HANDLE = 64
 """gearmand's GEARMAND_JOB_HANDLE_SIZE: a WORK_FAIL handle this long is refused (PROTOCOL.md §1.4)."""
-MAX_TIMEOUT = 10 * 365 * 86400.0
-"""CAN_DO_TIMEOUT values beyond ten years mean "no timeout" (gearmand crashes on some, PROTOCOL.md §3.9)."""
 MAX_EPOCH = 2**63 - 1
 
 _INVALID_COMMAND = b"INVALID_COMMAND\0Command not expected"
@@ -74,21 +72,6 @@ _NOT_FOUND_EXCEPTION = b"JOB_NOT_FOUND\0An exception was received for a job that
 _HANDLE_TOO_LARGE = b"ARGUMENT_TOO_LARGE\0Error occurred due to GEARMAND_JOB_HANDLE_SIZE being too small from snprintf"
 _UNKNOWN_OPTION = b"UNKNOWN_OPTION\0Server does not recognize given option"
 _QUEUE_WRITE_FAILED = b"QUEUE_ERROR\0The job could not be written to the persistent queue"
-_LEADING_INT = re.compile(rb"[ \t\n\v\f\r]*([+-]?[0-9]+)")
-_LEADING_NUMBER = re.compile(rb"[ \t\n\v\f\r]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))")
-
-
-def c_atoi(text: bytes) -> int:
-    """C's atoi/strtol: leading blanks, a sign, digits; anything else yields 0."""
-    match = _LEADING_INT.match(text)
-    return int(match.group(1)) if match else 0
-
-
-def _seconds(text: bytes) -> float:
-    """A CAN_DO_TIMEOUT value in seconds; 0 (no timeout) for non-numbers, non-positive or absurd values."""
-    match = _LEADING_NUMBER.match(text)
-    value = float(match.group(1)) if match else 0.0
-    return value if 0.0 < value <= MAX_TIMEOUT else 0.0
 
 
 class Refused(Exception):
@@ -856,7 +839,7 @@ class Board:
         self.can_do(peer, args[0])
 
     def _on_can_do_timeout(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        self.can_do(peer, args[0], _seconds(args[1]))
+        self.can_do(peer, args[0], seconds(args[1]))
 
     def _on_cant_do(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         self.cant_do(peer, args[0])

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from gearworks.protocol import PacketType, encode, encode_parts
+from gearworks.protocol.fields import as_bytes
 
 __all__ = ["Encoder", "JobOutput", "WorkerJob", "json_encoder", "to_payload"]
 
@@ -139,11 +140,11 @@ class WorkerJob:
 
     def data(self, data: bytes | str) -> None:
         """Send partial result data (WORK_DATA) to the waiting clients."""
-        self._update(PacketType.WORK_DATA, (self.handle, _bytes(data)))
+        self._update(PacketType.WORK_DATA, (self.handle, as_bytes(data, "job data")))
 
     def warning(self, data: bytes | str) -> None:
         """Send a warning (WORK_WARNING) to the waiting clients."""
-        self._update(PacketType.WORK_WARNING, (self.handle, _bytes(data)))
+        self._update(PacketType.WORK_WARNING, (self.handle, as_bytes(data, "job data")))
 
     def status(self, numerator: int, denominator: int) -> None:
         """Report progress (WORK_STATUS), e.g. ``status(3, 10)``."""
@@ -174,13 +175,5 @@ class WorkerJob:
         output = self._target("WORK_EXCEPTION")
         if output is not None:
             self._done = True
-            packets = output.exception_packets(self, _bytes(data))
+            packets = output.exception_packets(self, as_bytes(data, "job data"))
             output.job_output(self, packets, len(packets))
-
-
-def _bytes(value: bytes | str) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"job data must be bytes or str, not {type(value).__name__}")

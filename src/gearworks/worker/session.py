@@ -39,6 +39,7 @@ from gearworks.connection import ServerAddress, parse_servers
 from gearworks.connection.backoff import Backoff
 from gearworks.errors import ConnectionLost
 from gearworks.protocol import Packet, PacketType, encode, encode_parts
+from gearworks.protocol.fields import name_bytes
 from gearworks.worker.job import Encoder, WorkerJob, to_payload
 
 __all__ = [
@@ -581,8 +582,8 @@ class WorkerBase:
             parse_servers(servers),
             concurrency=concurrency,
             grab=grab,
-            client_id=_as_bytes(client_id),
-            prefix=_as_bytes(prefix),
+            client_id=name_bytes(client_id),
+            prefix=name_bytes(prefix),
             exceptions=exceptions,
             encoder=encoder,
             reconnect_delay=reconnect_delay,
@@ -635,7 +636,7 @@ class WorkerBase:
 
     def set_client_id(self, client_id: str | bytes) -> None:
         """Set the id admin ``workers`` shows (SET_CLIENT_ID), now and after every reconnect."""
-        self.session.set_client_id(_as_bytes(client_id) or b"")
+        self.session.set_client_id(name_bytes(client_id) or b"")
 
     def all_yours(self) -> None:
         """Send ALL_YOURS to every connected server (never implemented by gearmand 1.1.20)."""
@@ -651,7 +652,3 @@ def is_coroutine_handler(handler: Handler) -> bool:
     """Whether calling ``handler`` gives a coroutine to await."""
     call = getattr(handler, "__call__", None)  # noqa: B004 - an object whose __call__ is async
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
-
-
-def _as_bytes(value: str | bytes | None) -> bytes | None:
-    return value.encode() if isinstance(value, str) else value
