@@ -148,19 +148,13 @@ def _int(field: bytes, reply: AdminReply) -> int:
 
 
 def _fields(line: bytes, count: int, reply: AdminReply) -> list[bytes]:
-    # Numbers come last; a function name may itself contain tabs, so split from the right.
+    # A function name may itself contain tabs (a client prefix puts one there: ``prefix\tname``), and it is the
+    # first variable column of every row: split from the right, where the other columns are fixed. A unique key
+    # (after the name in some rows) is read as tab-free.
     fields = line.rsplit(b"\t", count - 1)
     if len(fields) != count:
         raise ProtocolError(f"expected {count} tab-separated fields, got {line!r}")
     return fields
-
-
-def _split_first(line: bytes) -> tuple[bytes, bytes]:
-    # The Perl server's lines start with the function name; the unique key after it may contain tabs.
-    function, tab, rest = line.partition(b"\t")
-    if not tab:
-        raise ProtocolError(f"expected tab-separated fields, got {line!r}")
-    return function, rest
 
 
 def _worker_or_none(field: bytes) -> str | None:
@@ -229,8 +223,7 @@ def parse_jobs(reply: AdminReply) -> Rows[QueuedJob]:
     """The Perl server's ``FUNC\\tUNIQUE\\tWORKER-or--\\tLISTENERS`` lines."""
     rows = []
     for line in reply.lines:
-        function, rest = _split_first(line)
-        unique, worker, listeners = _fields(rest, 3, reply)
+        function, unique, worker, listeners = _fields(line, 4, reply)
         rows.append(QueuedJob(function, unique, _worker_or_none(worker), _int(listeners, reply)))
     return Rows(rows, reply.raw)
 
@@ -243,8 +236,7 @@ def parse_clients(reply: AdminReply) -> Rows[ClientInfo]:
         if line.startswith(b"\t"):
             if not clients:
                 raise ProtocolError(f"job line before any client in clients reply: {line!r}")
-            function, rest = _split_first(line[1:])
-            unique, worker = _fields(rest, 2, reply)
+            function, unique, worker = _fields(line[1:], 3, reply)
             clients[-1][1].append(ClientJob(function, unique, _worker_or_none(worker)))
         else:
             clients.append((line.decode("utf-8", "replace"), []))
@@ -252,12 +244,13 @@ def parse_clients(reply: AdminReply) -> Rows[ClientInfo]:
 
 
 def parse_dead_letters(reply: AdminReply) -> Rows[DeadLetter]:
-    """gearworks' ``HANDLE\\tFUNCTION\\tUNIQUE\\tRETRIES`` lines (the unique key may contain tabs)."""
+    """gearworks' ``HANDLE\\tFUNCTION\\tUNIQUE\\tRETRIES`` lines (a handle has no tab; the function name may)."""
     rows = []
     for line in reply.lines:
-        handle, rest = _split_first(line)
-        function, rest = _split_first(rest)
-        unique, retries = _fields(rest, 2, reply)
+        handle, tab, rest = line.partition(b"\t")
+        if not tab:
+            raise ProtocolError(f"expected tab-separated fields, got {line!r}")
+        function, unique, retries = _fields(rest, 3, reply)
         rows.append(DeadLetter(handle, function, unique, _int(retries, reply)))
     return Rows(rows, reply.raw)
 

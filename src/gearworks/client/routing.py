@@ -5,8 +5,9 @@ No sockets and no clock: the session tells the router when connecting failed or 
 How picking works: a job with a unique key goes to the server with the highest rendezvous weight
 (crc32 of server + key) among the servers that may be tried now, so the same key always reaches the same
 server while it is up, and only the keys of a removed or dead server move. Other requests go round-robin.
-A server whose connection attempt failed is skipped until its Backoff allows a retry, and disabled after
-``max_failures`` consecutive failures (until the server list is replaced).
+A server whose connection attempt failed is skipped until its Backoff allows a retry (the delay doubles up to a cap
+and the server is then tried again at that pace, as Gearman::Client does, however long it was down); only with
+``backoff_max`` set is it disabled after that many consecutive failures (until the server list is replaced).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ class Router:
     Args:
         servers: addresses (see ``parse_servers``; None reads ``$GEARMAN_SERVERS``).
         prefix: namespace for function names: ``prefix + "\\t" + name`` on the wire, as Gearman::Client does.
-        backoff_initial, backoff_maximum: reconnect delays in seconds after failed connection attempts.
-        backoff_max: consecutive failed attempts after which a server is disabled (None: never).
+        backoff_initial, backoff_maximum: reconnect delay in seconds after the first failed connection attempt
+            (default 0.1), doubling per failure up to ``backoff_maximum`` (default 30).
+        backoff_max: consecutive failed attempts after which a server is disabled for good (default None: never,
+            so a client outlives any outage).
     """
 
     def __init__(
@@ -38,7 +41,7 @@ class Router:
         prefix: str | bytes | None = None,
         backoff_initial: float = 0.1,
         backoff_maximum: float = 30.0,
-        backoff_max: int | None = 90,
+        backoff_max: int | None = None,
     ) -> None:
         self.backoff_initial = backoff_initial
         self.backoff_maximum = backoff_maximum

@@ -8,15 +8,19 @@ from dataclasses import dataclass, field
 
 __all__ = ["Backoff"]
 
+_MAX_DOUBLINGS = 60
+"""Doublings after which the delay is at any sane cap (0.001 s · 2**60 is 36 million years)."""
+
 
 @dataclass(slots=True)
 class Backoff:
     """Failure bookkeeping for one server.
 
     Attributes:
-        initial: delay after the first failure, in seconds.
-        maximum: the delay never grows past this.
-        max_failures: consecutive failures after which the server is disabled (None: never).
+        initial: delay after the first failure, in seconds (default 0.1).
+        maximum: the delay doubles per failure up to this cap, in seconds (default 30), and stays there: a server
+            that is down for hours is still tried every ``maximum`` seconds (with jitter: 50 to 100 % of the delay).
+        max_failures: consecutive failures after which the server is disabled for good (default None: never).
     """
 
     initial: float = 0.1
@@ -42,7 +46,8 @@ class Backoff:
     def failed(self, now: float) -> None:
         """Record a failed attempt (or a lost connection) at ``now`` and schedule the next one."""
         self.failures += 1
-        step = min(self.maximum, self.initial * 2 ** (self.failures - 1))
+        # The exponent stops growing once the delay is at its cap: 2.0 ** 1024 overflows after a long outage.
+        step = min(self.maximum, self.initial * 2.0 ** min(self.failures - 1, _MAX_DOUBLINGS))
         self.retry_at = now + step * (0.5 + self._random.random() / 2)
 
     def succeeded(self) -> None:

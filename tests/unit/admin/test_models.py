@@ -42,6 +42,13 @@ def test_status_rows_and_raw() -> None:
     assert rows[1].queued == 3  # type: ignore[index]
 
 
+def test_perl_jobs_and_clients_rows_of_prefixed_functions() -> None:
+    assert run(commands.jobs(), b"app\tpf\tuq\t-\t2\n.\n") == [QueuedJob(b"app\tpf", b"uq", None, 2)]
+    assert run(commands.clients(), b"127.0.0.1:1\n\tapp\tpf\tuq\t-\n.\n") == [
+        ClientInfo("127.0.0.1:1", (ClientJob(b"app\tpf", b"uq", None),))
+    ]
+
+
 def test_status_function_name_with_tab() -> None:
     assert run(commands.status(), b"a\tb\t1\t1\t1\n.\n") == [FunctionStatus(b"a\tb", 1, 1, 1)]
 
@@ -90,12 +97,13 @@ def test_perl_jobs_and_clients() -> None:
     ]
 
 
-def test_dead_letters_with_tabs_in_the_unique_key() -> None:
+def test_dead_letters_of_prefixed_functions_keep_the_tab_in_the_name() -> None:
+    # A client prefix makes the wire name ``myapp\tresize``: the name, not the unique key, holds the tab.
     command = commands.dead_letters()
     assert command.line == b"dead\r\n"
-    assert run(command, b"H:vm:3\tresize\tu\t2\nH:vm:4\tresize\ta\tb\t3\n.\n") == [
+    assert run(command, b"H:vm:3\tresize\tu\t2\nH:vm:4\tmyapp\tresize\tu1\t3\n.\n") == [
         DeadLetter(b"H:vm:3", b"resize", b"u", 2),
-        DeadLetter(b"H:vm:4", b"resize", b"a\tb", 3),
+        DeadLetter(b"H:vm:4", b"myapp\tresize", b"u1", 3),
     ]
     assert run(command, b".\n") == []
 

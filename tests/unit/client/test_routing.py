@@ -71,3 +71,19 @@ def test_prefix_namespaces_function_names_with_a_tab() -> None:
     assert Router(SERVERS, prefix="app").function("resize") == b"app\tresize"
     assert Router(SERVERS).function(b"resize") == b"resize"
     assert Router(SERVERS).function("naïve") == "naïve".encode()
+
+
+def test_a_server_down_for_an_hour_is_tried_again_when_it_returns() -> None:
+    # The default never disables: after an hour of failures (~160 attempts) the server is retried within the cap.
+    router = Router(SERVERS[:2])
+    first, second = router.servers
+    now = 0.0
+    while now < 3600.0:
+        router.failed(first, now)
+        router.failed(second, now)
+        with pytest.raises(NoServerAvailable, match="retried in"):
+            router.pick(now)
+        now += max(router.backoffs[first].delay(now), router.backoffs[second].delay(now))
+    assert router.pick(now) in (first, second)
+    router.succeeded(first)
+    assert router.pick(now + 0.001, b"any key") in (first, second)

@@ -31,3 +31,19 @@ def test_success_resets_and_max_failures_disables() -> None:
     assert not backoff.available(1e9)
     backoff.reset()
     assert backoff.available(0.0)
+
+
+def test_two_thousand_failures_keep_the_delay_at_its_cap() -> None:
+    # Two hours of outage at ~1 attempt every few seconds: 2 ** (failures - 1) used to overflow near 1,024.
+    backoff = Backoff(initial=0.1, maximum=30.0, _random=random.Random(3))
+    now = 0.0
+    for _ in range(2_000):
+        backoff.failed(now)
+        delay = backoff.delay(now)
+        assert 0.0 < delay <= 30.0
+        now += delay
+    assert backoff.delay(now) == 0.0
+    assert backoff.available(now)
+    assert not backoff.disabled
+    backoff.failed(now)
+    assert 15.0 <= backoff.delay(now) <= 30.0
