@@ -113,7 +113,7 @@ class Decoder:
         stream that ends mid-message. The decoder is unusable afterwards; the connection should be closed.
     """
 
-    __slots__ = ("_buf", "_failed", "max_line", "max_packet_size", "text")
+    __slots__ = ("_buf", "_failed", "_pos", "_source", "max_line", "max_packet_size", "text")
 
     def __init__(
         self,
@@ -127,34 +127,58 @@ class Decoder:
         self.max_line = max_line
         self._buf = bytearray()
         self._failed = False
+        self._source: bytes | bytearray | None = None
+        """What the latest ``feed`` parses; ``_pos`` is how much of it the messages yielded so far used."""
+        self._pos = 0
 
     @property
     def buffered(self) -> int:
-        """Bytes received but not yet part of a complete message."""
+        """Bytes received but not yet part of a message that was taken."""
+        self._settle()
         return len(self._buf)
 
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Item]:
-        """Add ``data`` and yield every message now complete, in order.
+        """Add ``data`` and return an iterator over every message now complete, in order.
 
-        Consume the iterator before the next ``feed``. Messages before a malformed one are yielded before the
-        ProtocolError is raised, so a server can still answer them.
+        The contract: ``data`` is kept as soon as ``feed`` returns, whether or not the iterator is used; a message
+        is taken once the iterator yields it. Stopping early (``break``) or not iterating at all leaves the rest
+        buffered, and the next ``feed`` yields it first; a new ``feed`` ends the previous iterator. Messages
+        before a malformed one are yielded before the ProtocolError is raised, so a server can still answer them.
         """
         if self._failed:
             raise ProtocolError("decoder already failed on malformed input")
+        self._settle()
         if self._buf:
             self._buf += data
             buf: bytes | bytearray = self._buf
         else:
             buf = bytes(data) if not isinstance(data, bytes) else data
+        self._source = buf
+        self._pos = 0
+        return self._messages(buf)
+
+    def _messages(self, buf: bytes | bytearray) -> Iterator[Item]:
         try:
             consumed = yield from self._parse(buf)
         except ProtocolError:
             self._failed = True
+            self._source = None
+            self._buf = bytearray()  # nothing after a malformed message is ever parsed: free it now
             raise
-        if buf is self._buf:
-            del self._buf[:consumed]
-        else:
-            self._buf += buf[consumed:]
+        if self._source is buf:
+            self._pos = consumed
+            self._settle()
+
+    def _settle(self) -> None:
+        """Keep what the latest ``feed`` left unparsed (or untaken) in the buffer, and forget the feed."""
+        source = self._source
+        if source is None:
+            return
+        self._source = None
+        if source is self._buf:
+            del self._buf[: self._pos]
+        elif self._pos < len(source):
+            self._buf = bytearray(source[self._pos :])
 
     def close(self) -> None:
         """Declare the end of the stream.
@@ -162,6 +186,7 @@ class Decoder:
         Raises:
             ProtocolError: the stream stopped in the middle of a packet or line.
         """
+        self._settle()
         if self._buf and not self._failed:
             self._failed = True
             head = bytes(self._buf[:HEADER_SIZE])
@@ -191,8 +216,10 @@ class Decoder:
                         break
                     stop = newline - 1 if newline > pos and buf[newline - 1] == 13 else newline
                     line = bytes(view[pos:stop])
-                    pos = newline + 1
+                    pos = self._pos = newline + 1
                     yield line
+                    if self._source is not buf:
+                        return pos  # a newer feed took over the buffer
                     continue
                 if end - pos < HEADER_SIZE:
                     break
@@ -229,8 +256,10 @@ class Decoder:
                         field = nul + 1
                     fields.append(bytes(view[field:stop]))
                     args = tuple(fields)
-                pos = stop
+                pos = self._pos = stop
                 yield Packet(ptype, args, magic)
+                if self._source is not buf:
+                    return pos  # a newer feed took over the buffer
             return pos
         finally:
             view.release()

@@ -249,3 +249,35 @@ def test_a_flipped_header_byte_decodes_or_raises_protocol_error(packet: Packet, 
         decoder.close()
     except ProtocolError:
         pass
+
+
+def test_bytes_fed_but_never_iterated_are_kept_for_the_next_feed() -> None:
+    decoder = Decoder()
+    first, second = encode(PacketType.ECHO_REQ, [b"one"]), encode(PacketType.ECHO_REQ, [b"two"])
+    decoder.feed(first)  # the iterator is dropped unused
+    assert decoder.buffered == len(first)
+    assert [packet.args for packet in decoder.feed(second)] == [(b"one",), (b"two",)]
+    assert decoder.buffered == 0
+
+
+@pytest.mark.parametrize("buffered_before", [False, True])
+def test_stopping_early_neither_replays_nor_drops_messages(buffered_before: bool) -> None:
+    decoder = Decoder()
+    wire = b"".join(encode(PacketType.ECHO_REQ, [b"%d" % n]) for n in range(5))
+    if buffered_before:
+        list(decoder.feed(wire[:3]))  # a partial header sits in the buffer, so the next feed parses the buffer
+        wire = wire[3:]
+    for packet in decoder.feed(wire):
+        assert packet.args == (b"0",)
+        break
+    taken = [packet.args for packet in decoder.feed(b"")]
+    assert taken == [(b"1",), (b"2",), (b"3",), (b"4",)]
+
+
+def test_a_new_feed_ends_the_previous_iterator_without_losing_its_rest() -> None:
+    decoder = Decoder()
+    old = decoder.feed(encode(PacketType.ECHO_REQ, [b"a"]) + encode(PacketType.ECHO_REQ, [b"b"]))
+    assert next(old).args == (b"a",)
+    new = list(decoder.feed(encode(PacketType.ECHO_REQ, [b"c"])))
+    assert [packet.args for packet in new] == [(b"b",), (b"c",)]
+    assert list(old) == []
