@@ -198,7 +198,7 @@ class Decoder:
 
     def _parse(self, buf: bytes | bytearray) -> Generator[Item, None, int]:
         view = memoryview(buf)
-        pos = 0
+        pos: int = 0
         end = len(buf)
         types = _TYPES
         argc_of = _ARGC
@@ -256,7 +256,8 @@ class Decoder:
                         field = nul + 1
                     fields.append(bytes(view[field:stop]))
                     args = tuple(fields)
-                pos = self._pos = stop
+                pos = stop
+                self._pos = pos
                 yield Packet(ptype, args, magic)
                 if self._source is not buf:
                     return pos  # a newer feed took over the buffer
