@@ -160,7 +160,8 @@ def main() -> None:
     field = contenders(args.uvloop)
     results: dict[str, dict[str, list[float]]] = {c.name: {"drain": [], "serve": []} for c in field}
     server = servers.gearmand_process("-t", "4")
-    server.argv = [arg for arg in server.argv if arg not in ("--verbose", "INFO")]  # no per-job log lines
+    # No per-job log lines.
+    server.argv_template = [arg for arg in server.argv_template if arg not in ("--verbose", "INFO")]
     with servers.running(server), Admin(server.address) as admin:
         for _ in range(rounds):
             for contender in field:

@@ -1,5 +1,5 @@
-"""Start and stop real job-server processes for tests and benchmarks: free loopback ports, readiness with a
-deadline, and a stop that always reaps the process."""
+"""Start and stop real job-server processes for tests and benchmarks: each binds port 0 and the port it got is read
+back from the kernel (no pick-then-bind race), readiness with a deadline, and a stop that always reaps the process."""
 
 from __future__ import annotations
 
@@ -29,6 +29,39 @@ def free_port() -> int:
         return port
 
 
+def listening_ports(pid: int) -> list[int]:
+    """The TCP ports process ``pid`` listens on, from /proc (its socket inodes matched in /proc/net/tcp{,6})."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(set(ports))
+
+
+def wait_for_listen(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """Block until ``proc`` listens on a TCP port and return it (RuntimeError if it exits, TimeoutError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode} before listening")
+        ports = listening_ports(proc.pid)
+        if ports:
+            return ports[0]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"server pid {proc.pid} not listening after {timeout}s")
+        time.sleep(0.02)
+
+
 def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Block until something accepts connections on host:port, or raise TimeoutError (or RuntimeError if proc died)."""
     deadline = time.monotonic() + timeout
@@ -48,7 +81,8 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.
 class ServerProcess:
     """A job server running as a child process on 127.0.0.1."""
 
-    argv: list[str]
+    argv_template: list[str]
+    """The command line, with ``{port}`` where the port goes: 0 on the first start, the port it got after."""
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
@@ -63,11 +97,20 @@ class ServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def argv(self) -> list[str]:
+        return [arg.replace("{port}", str(self.port)) for arg in self.argv_template]
+
     def start(self, timeout: float = 15.0) -> ServerProcess:
+        """Start the process; on its first start it binds port 0 and ``port`` becomes the port it got."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
-            wait_for_port("127.0.0.1", self.port, timeout, self.proc)
+            if self.port:
+                wait_for_port("127.0.0.1", self.port, timeout, self.proc)
+            else:
+                self.port = wait_for_listen(self.proc, timeout)
+                wait_for_port("127.0.0.1", self.port, timeout, self.proc)
         except BaseException:
             self.stop()
             raise
@@ -107,10 +150,9 @@ class ServerProcess:
 
 
 def _server(argv_for_port: Sequence[str], port: int | None, name: str) -> ServerProcess:
-    port = port or free_port()
     tmp = tempfile.TemporaryDirectory(prefix=f"{name}-")
-    argv = [arg.format(port=port, tmp=tmp.name) for arg in argv_for_port]
-    return ServerProcess(argv, port, Path(tmp.name) / "server.log", _tmp=tmp)
+    argv = [arg.replace("{tmp}", tmp.name) for arg in argv_for_port]
+    return ServerProcess(argv, port or 0, Path(tmp.name) / "server.log", _tmp=tmp)
 
 
 def gearmand_process(*options: str, port: int | None = None) -> ServerProcess:

@@ -17,7 +17,7 @@ import pytest
 from gearworks.protocol import RES, Decoder, Packet, PacketType, encode
 from tests.conftest import ServerFactory, require
 from tests.integration.server_wire import Wire
-from tests.servers import ServerProcess, free_port, wait_for_port
+from tests.servers import ServerProcess
 
 T = PacketType
 SERVE = [sys.executable, "-m", "gearworks.cli.main", "serve"]
@@ -150,13 +150,9 @@ def tls_exchange(port: int, context: ssl.SSLContext, data: bytes) -> list[Packet
 
 
 def tls_server(pki: Path, *extra: str) -> ServerProcess:
-    port = free_port()
-    argv = [*SERVE, "-L", "127.0.0.1", "-p", str(port), "--ssl", "--ssl-certificate", str(pki / "server.pem"),
+    argv = [*SERVE, "-L", "127.0.0.1", "-p", "{port}", "--ssl", "--ssl-certificate", str(pki / "server.pem"),
             "--ssl-key", str(pki / "server.key"), *extra]  # fmt: skip
-    server = ServerProcess(argv, port, pki / f"server-{port}.log")
-    server.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port("127.0.0.1", port, 10, server.proc)
-    return server
+    return ServerProcess(argv, 0, pki / f"server-{len(list(pki.glob('server-*.log')))}.log").start(10)
 
 
 def test_tls_listener(pki: Path) -> None:
@@ -191,7 +187,7 @@ def test_ssl_without_certificates_refuses_to_start() -> None:
             "-L",
             "127.0.0.1",
             "-p",
-            str(free_port()),
+            "0",
             "--ssl",
             "--ssl-certificate",
             "/nonexistent.pem",
@@ -226,6 +222,6 @@ def test_gearmand_options_accepted_and_worker_wakeup_limit(gearworks_server_fact
 def test_unknown_queue_type_and_long_prefix_refuse_to_start() -> None:
     for options in (["-q", "mysql"], ["--job-handle-prefix", "p" * 60]):
         proc = subprocess.run(
-            [*SERVE, "-L", "127.0.0.1", "-p", str(free_port()), *options], capture_output=True, timeout=20, check=False
+            [*SERVE, "-L", "127.0.0.1", "-p", "0", *options], capture_output=True, timeout=20, check=False
         )
         assert proc.returncode != 0

@@ -17,7 +17,7 @@ from gearworks.errors import ConnectionLost, NoServerAvailable
 from tests.conftest import require
 from tests.integration.client.conftest import FrontFactory
 from tests.peers.raw_worker import RawJob, RawWorker
-from tests.servers import ServerProcess, free_port, gearworks_process, wait_for_port
+from tests.servers import ServerProcess, free_port, gearworks_process, wait_for_listen
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -44,15 +44,13 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tls_gearmand(gearmand: ServerProcess, certificates: Path) -> Iterator[int]:
     """socat terminating TLS (client certificate required) in front of gearmand; yields its port."""
     require("socat", "socat")
-    port = free_port()
     listen = (
-        f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={certificates / 'server.pem'},"
+        f"OPENSSL-LISTEN:0,bind=127.0.0.1,reuseaddr,fork,cert={certificates / 'server.pem'},"
         f"key={certificates / 'server.key'},cafile={certificates / 'ca.pem'},verify=1"
     )
     relay = subprocess.Popen(["socat", listen, f"TCP:127.0.0.1:{gearmand.port}"], stderr=subprocess.DEVNULL)
     try:
-        wait_for_port("127.0.0.1", port, 10)
-        yield port
+        yield wait_for_listen(relay)
     finally:
         relay.kill()
         relay.wait(10)
