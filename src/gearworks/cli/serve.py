@@ -7,6 +7,9 @@ import logging
 import logging.handlers
 import os
 import sys
+import tomllib
+from collections.abc import Sequence
+from typing import Any
 
 from gearworks.errors import QueueError
 from gearworks.server.admin import VERBOSE_LEVELS
@@ -21,6 +24,7 @@ EXAMPLES = """examples:
   gearworks serve -L 127.0.0.1 -p 0                 loopback, a free port (logged at start)
   gearworks serve --unix-socket /run/gearman.sock --verbose INFO -l gearworks.log -P gearworks.pid
   gearworks serve --ssl --ssl-certificate server.pem --ssl-key server.key --ssl-ca-file ca.pem
+  gearworks serve --config /etc/gearworks/gearworks.toml -p 4731     a TOML file, the flag overriding it
   gearman -h 127.0.0.1 -f rev hello; gearadmin -h 127.0.0.1 --status   the C tools work against it
 """
 
@@ -66,6 +70,47 @@ def queue_store(args: argparse.Namespace) -> QueueStore:
     return open_store(args.queue)
 
 
+class _ConfigFile(argparse.Action):
+    """``--config FILE``: option values from a TOML table whose keys are the long option names (``port = 4730``,
+    ``job-retries = 3``, ``ssl = true``). Options given on the command line win, before or after ``--config``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        path = str(values)
+        try:
+            with open(path, "rb") as file:
+                table = tomllib.load(file)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            parser.error(f"--config {path}: {exc}")
+        for key, value in table.items():
+            action = parser._option_string_actions.get("--" + key.replace("_", "-"))
+            if action is None or action is self or action.dest == "help":
+                parser.error(f"--config {path}: unknown option {key!r}")
+            # A flag parsed before --config holds a value other than its default: the command line wins. (One
+            # typed before --config with exactly its default value is indistinguishable, so the file wins there.)
+            if getattr(namespace, action.dest, None) == action.default:
+                setattr(namespace, action.dest, _config_value(parser, path, key, action, value))
+
+
+def _config_value(parser: argparse.ArgumentParser, path: str, key: str, action: argparse.Action, value: Any) -> Any:
+    """A TOML value checked and converted as the command line would convert the same flag."""
+    if action.nargs == 0:  # store_true
+        if not isinstance(value, bool):
+            parser.error(f"--config {path}: {key} must be true or false")
+        return value
+    if isinstance(value, bool | dict | list):
+        parser.error(f"--config {path}: {key} must be a string or a number")
+    try:
+        return action.type(str(value)) if callable(action.type) else str(value)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        parser.error(f"--config {path}: {key}: {exc}")
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``serve`` subcommand."""
     parser = subparsers.add_parser(
@@ -76,6 +121,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
+    add(
+        "--config",
+        metavar="FILE",
+        action=_ConfigFile,
+        help="read options from a TOML file whose keys are the long option names (port = 4730, job-retries = 3, "
+        "ssl = true); options on the command line win",
+    )
     add("-L", "--listen", metavar="HOST", default=None, help="address to listen on (default: all interfaces)")
     add(
         "-p",
