@@ -1,7 +1,9 @@
 """AsyncWorker: the worker session driven by asyncio, one connection per server.
 
 Only I/O and scheduling here (connect with backoff, feed packets, run handlers as tasks, signals); every decision
-about what to send is the session's (``session.py``), shared with the blocking ``Worker``.
+about what to send is the session's (``session.py``), shared with the blocking ``Worker``. Everything runs on the
+event loop's thread: after each call into the session (a read, a connect or loss, a handler's outcome or update)
+``_write_ready`` hands every link's queued bytes to its connection, which writes them at the end of the loop turn.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from gearworks.connection.aio import AsyncConnection, open_connection
 from gearworks.errors import ConnectionLost
 from gearworks.protocol import Decoder, Packet
 from gearworks.worker.job import WorkerJob
-from gearworks.worker.session import Handler, Outcome, ServerLink, WorkerBase, WorkerSession, call_handler
+from gearworks.worker.session import Handler, Outcome, Relay, ServerLink, WorkerBase, WorkerSession, call_handler
 
 __all__ = ["AsyncWorker"]
 
@@ -39,12 +41,14 @@ class _LinkReceiver:
         self.connection: AsyncConnection | None = None
 
     def data_received(self, data: bytes) -> None:
-        receive = self.worker.session.receive
+        worker = self.worker
+        receive = worker.session.receive
         link = self.link
         for packet in self.decoder.feed(data):
             job = receive(link, cast(Packet, packet))
             if job is not None:
-                self.worker._start(job)
+                worker._start(job)
+        worker._write_ready()
         if self.connection is not None:
             # Results of inline handlers and the next GRAB go out now, not one loop turn later: at concurrency 1
             # every job waits on this round trip.
@@ -53,6 +57,7 @@ class _LinkReceiver:
     def connection_lost(self, exc: Exception) -> None:
         log.debug("connection to %s lost: %s", self.link.address, exc)
         self.worker.session.disconnected(self.link, time.monotonic())
+        self.worker._write_ready()
         self.lost.set()
         self.worker._check_finished()
 
@@ -78,6 +83,7 @@ class AsyncWorker(WorkerBase):
         self._tasks: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Event | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._relay = Relay(self.session, self._job_output)
 
     async def work(self, max_jobs: int | None = None, *, handle_signals: bool = True) -> int:
         """Serve jobs until ``stop()``, SIGTERM/SIGINT (drain) or ``max_jobs`` handled; returns the jobs handled.
@@ -175,15 +181,31 @@ class AsyncWorker(WorkerBase):
                 continue
             self._connections[link] = connection
             receiver.connection = connection
-            session.connected(link, connection.write)
+            session.connected(link)
+            self._write_ready()
             try:
                 await receiver.lost.wait()
             finally:
                 self._connections.pop(link, None)
 
+    def _write_ready(self) -> None:
+        connections = self._connections
+        for link in self.session.take_ready():
+            chunks = link.take_out()
+            connection = connections.get(link)  # None once work() has let go of its connections
+            if connection is not None and not connection.closed:  # closed: its connection_lost is on its way
+                connection.write(chunks)
+
+    _queued = _write_ready
+
+    def _job_output(self, job: WorkerJob, chunks: list[bytes], packets: int) -> None:
+        self.session.job_output(job, chunks, packets)
+        self._write_ready()
+
     def _start(self, job: WorkerJob) -> None:
         registration = self.session.registration_for(job)
         if registration.coroutine:
+            job.reroute(self._relay)  # its updates come from a task: written as they are made
             task = asyncio.get_running_loop().create_task(self._run(job, registration.handler))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -200,4 +222,5 @@ class AsyncWorker(WorkerBase):
         except Exception as exc:
             outcome = Outcome(error=exc)
         self.session.job_returned(job, outcome)
+        self._write_ready()
         self._check_finished()

@@ -2,8 +2,12 @@
 
 Handlers run inline (``concurrency=1``), in a thread pool, or in a process pool (CPU-bound Python). The session
 (``session.py``, shared with ``AsyncWorker``) decides what to send; this module connects, reads, writes and waits.
-Only the loop's thread touches the session and the sockets: pool threads hand their job output and outcomes over
-through queues and a wake-up socket (a job's WORK_DATA is always taken before its handler's outcome).
+
+How this works: only the loop's thread touches the session and the sockets. Pool threads hand their job output and
+outcomes over through two queues and a wake-up socket the selector watches (a job's WORK_DATA is always taken
+before its handler's outcome). Each loop turn applies what they left (``_settle``), writes everything the session
+queued since the last turn (``_write_ready``: the results of inline handlers read in the last turn, relayed output,
+the next GRABs), connects what is due, and waits in ``select`` for a server or the wake-up socket.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from gearworks.connection.blocking import BlockingConnection
 from gearworks.errors import ConnectionLost, ProtocolError
 from gearworks.protocol import Decoder, Packet
 from gearworks.worker.job import WorkerJob
-from gearworks.worker.session import Handler, Outcome, ServerLink, WorkerBase, call_handler, is_coroutine_handler
+from gearworks.worker.session import (
+    Handler,
+    Outcome,
+    Relay,
+    ServerLink,
+    WorkerBase,
+    call_handler,
+    is_coroutine_handler,
+)
 
 __all__ = ["Worker"]
 
@@ -72,7 +84,7 @@ class Worker(WorkerBase):
         self._broken: set[ServerLink] = set()
         self._wake_send: socket.socket | None = None
         self._run = 0  # which work() call a pool's late outcome belongs to
-        self._relay = _Relay(self)
+        self._relay = Relay(self.session, self._relay_output)
 
     def _check_handler(self, handler: Handler) -> None:
         if is_coroutine_handler(handler):
@@ -143,6 +155,7 @@ class Worker(WorkerBase):
                         self._read(cast(ServerLink, key.data), executor)
         finally:
             session.stop()
+            self._write_ready()  # an immediate stop: results already in hand still go out
             self._run += 1  # outcomes of handlers still running in the pool are now stale
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -186,6 +199,8 @@ class Worker(WorkerBase):
             with contextlib.suppress(OSError):  # buffer full (a wake-up is pending anyway) or closing
                 wake.send(b"\0")
 
+    _queued = _wake  # the next loop turn writes it
+
     # Connections.
 
     def _connect_due(self, selector: selectors.BaseSelector, now: float) -> float | None:
@@ -206,21 +221,26 @@ class Worker(WorkerBase):
                 else:
                     self._connections[link] = (connection, Decoder(max_packet_size=self.options.max_packet_size))
                     selector.register(connection, selectors.EVENT_READ, link)
-                    session.connected(link, self._sender(link, connection))
+                    session.connected(link)
+                    self._write_ready()
                     continue
             wait = delay if wait is None else min(wait, delay)
         return wait
 
-    def _sender(self, link: ServerLink, connection: BlockingConnection) -> Callable[[list[bytes]], None]:
-        def send(chunks: list[bytes]) -> None:
+    def _write_ready(self) -> None:
+        """Write what the session queued; a failed write marks its link broken (dropped by the next ``_settle``)."""
+        connections = self._connections
+        for link in self.session.take_ready():
+            chunks = link.take_out()
+            entry = connections.get(link)
+            if entry is None:
+                continue
             try:
-                connection.send(chunks)
-            except ConnectionLost:
+                entry[0].send(chunks)
+            except ConnectionLost as exc:
+                log.debug("write to %s failed: %s", link.address, exc)
                 self._broken.add(link)
-                self._wake()
-                raise
-
-        return send
+                self._wake()  # the closed socket no longer wakes the selector
 
     def _drop(self, selector: selectors.BaseSelector, link: ServerLink) -> None:
         entry = self._connections.pop(link, None)
@@ -248,7 +268,7 @@ class Worker(WorkerBase):
                 self._start(job, executor)
 
     def _settle(self, selector: selectors.BaseSelector) -> None:
-        """Apply what pool threads and failed writes left: job output first, then outcomes, then lost links."""
+        """Apply what pool threads and failed writes left (job output first, then outcomes), write, drop lost links."""
         returned = self._returned
         count = len(returned)  # outcomes queued so far: their jobs' output is already in the outbox
         outbox = self._outbox
@@ -257,8 +277,10 @@ class Worker(WorkerBase):
         for _ in range(count):
             job, outcome = returned.popleft()
             self.session.job_returned(job, outcome)
+        self._write_ready()
         while self._broken:
             self._drop(selector, self._broken.pop())
+            self._write_ready()  # slots freed by the lost link go to the others
 
     # Running handlers.
 
@@ -276,6 +298,11 @@ class Worker(WorkerBase):
         run = self._run
         future.add_done_callback(lambda done: self._on_done(run, job, done))
 
+    def _relay_output(self, job: WorkerJob, chunks: list[bytes], packets: int) -> None:
+        """A pool thread's job update: queued for the loop thread."""
+        self._outbox.append((job, chunks, packets))
+        self._wake()
+
     def _on_done(self, run: int, job: WorkerJob, future: Future[Outcome]) -> None:
         if run != self._run:
             return  # finished after its work() call returned; the server has requeued it
@@ -285,24 +312,6 @@ class Worker(WorkerBase):
             outcome = Outcome(error=exc)
         self._returned.append((job, outcome))
         self._wake()
-
-
-class _Relay:
-    """The JobOutput of jobs whose handlers run in pool threads: their packets go to the loop thread, which owns
-    the session and the sockets."""
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-
-    def job_output(self, job: WorkerJob, chunks: list[bytes], packets: int = 1) -> None:
-        self.worker._outbox.append((job, chunks, packets))
-        self.worker._wake()
-
-    def payload(self, job: WorkerJob, value: object) -> bytes:
-        return self.worker.session.payload(job, value)
-
-    def exception_packets(self, job: WorkerJob, data: bytes) -> list[bytes]:
-        return self.worker.session.exception_packets(job, data)
 
 
 def _pool_process_signals() -> None:

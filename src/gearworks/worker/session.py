@@ -1,8 +1,10 @@
 """The worker's sans-I/O core, shared by ``AsyncWorker`` and ``Worker``: registrations, the grab/sleep/wake cycle on
 every server, how many jobs may be grabbed now, and what to send for each handler outcome.
 
-It never touches sockets, threads or clocks: drivers hand it each connection's ``send`` callable and the packets
-they decode, pass the time in as ``now``, and run the jobs it returns.
+It never touches sockets, threads or clocks: drivers tell it when a connection is up or gone, feed it the packets
+they decode, pass the time in as ``now``, and run the jobs it returns. Output follows the one contract of every core
+(``protocol/outbox.py``): each ``ServerLink`` is an outbox, and after every call into the session the driver takes
+``session.take_ready()`` and writes each link's ``take_out()``. Calls into the session must come from one thread.
 
 How this works:
 
@@ -14,6 +16,7 @@ How this works:
 - Free slots go to awake links in rotation, one GRAB at a time, so several servers are served fairly.
 - NO_JOB marks the link exhausted: no more GRABs there. Once its last GRAB is answered it sends PRE_SLEEP and
   waits for NOOP (gearmand answers PRE_SLEEP with an immediate NOOP if work is already waiting, PROTOCOL.md §3.8).
+  The link states and what moves them are in one table, ``_TRANSITIONS``.
 - A handler's outcome becomes WORK_COMPLETE (return value), or WORK_EXCEPTION (if the server accepted the
   ``exceptions`` option) followed by WORK_FAIL (a raise). gearmand 1.1.20 ends the job at WORK_EXCEPTION and
   answers the WORK_FAIL with a harmless ERROR JOB_NOT_FOUND (§3.7); servers that follow the original spec (Perl
@@ -33,20 +36,25 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from gearworks.connection import ServerAddress, parse_servers
 from gearworks.connection.backoff import Backoff
-from gearworks.errors import ConnectionLost
 from gearworks.protocol import Packet, PacketType, encode, encode_parts
 from gearworks.protocol.fields import name_bytes
+from gearworks.protocol.outbox import Outbox, take_ready
 from gearworks.worker.job import Encoder, WorkerJob, to_payload
 
 __all__ = [
     "GrabMode",
     "Handler",
+    "LinkEvent",
+    "LinkState",
     "Outcome",
+    "Owed",
     "Registration",
+    "Relay",
     "ServerLink",
     "WorkerBase",
     "WorkerSession",
@@ -60,15 +68,69 @@ Handler = Callable[[WorkerJob], Any]
 HandlerT = TypeVar("HandlerT", bound=Handler)
 GrabMode = Literal["job", "uniq", "all"]
 """GRAB_JOB (no unique key), GRAB_JOB_UNIQ (the default) or GRAB_JOB_ALL (unique key and reducer)."""
-Send = Callable[[list[bytes]], None]
-
 _T = PacketType
 _GRAB_TYPES = {"job": _T.GRAB_JOB, "uniq": _T.GRAB_JOB_UNIQ, "all": _T.GRAB_JOB_ALL}
 _GRAB_JOB = encode(_T.GRAB_JOB)
 _PRE_SLEEP = encode(_T.PRE_SLEEP)
 _EXCEPTIONS_OPTION = encode(_T.OPTION_REQ, (b"exceptions",))
-# What a server owes a link (ServerLink.replies).
-_MAYBE, _OPTION, _GRAB = 0, 1, 2
+
+
+class Owed(Enum):
+    """What a server owes a link for a request it got (``ServerLink.replies``)."""
+
+    MAYBE = "maybe"
+    """WORK_* or ALL_YOURS: nothing, or an ERROR."""
+    OPTION = "option"
+    """OPTION_REQ: OPTION_RES or ERROR."""
+    GRAB = "grab"
+    """GRAB_JOB*: JOB_ASSIGN*, NO_JOB or ERROR."""
+
+
+class LinkState(Enum):
+    """Where one server's connection is in the grab/sleep/wake cycle."""
+
+    DISCONNECTED = "disconnected"
+    """No connection: nothing is queued for it."""
+    AWAKE = "awake"
+    """GRABs may be sent."""
+    EXHAUSTED = "exhausted"
+    """NO_JOB came (or GRAB_JOB was refused): no more GRABs; those still out are answered first."""
+    ASLEEP = "asleep"
+    """PRE_SLEEP sent: waiting for NOOP."""
+
+
+class LinkEvent(Enum):
+    """What moves a link from one state to another."""
+
+    CONNECT = "connect"
+    LOSE = "lose"
+    NOOP = "noop"
+    NO_JOB = "no job"
+    """NO_JOB, or an ERROR refusing plain GRAB_JOB."""
+    SLEEP = "sleep"
+    """An exhausted link's last GRAB was answered while the worker accepts jobs: PRE_SLEEP goes out."""
+
+
+_S, _E = LinkState, LinkEvent
+# The link state machine, whole. A (state, event) pair missing here leaves the state as it is (a NOOP to an awake
+# link, a late NO_JOB to one already asleep).
+#
+#   state         CONNECT  NOOP   NO_JOB     SLEEP   LOSE
+#   DISCONNECTED  AWAKE    .      .          .       .
+#   AWAKE         .        .      EXHAUSTED  .       DISCONNECTED
+#   EXHAUSTED     .        AWAKE  .          ASLEEP  DISCONNECTED
+#   ASLEEP        .        AWAKE  .          .       DISCONNECTED
+_TRANSITIONS: dict[LinkState, dict[LinkEvent, LinkState]] = {
+    _S.DISCONNECTED: {_E.CONNECT: _S.AWAKE},
+    _S.AWAKE: {_E.NO_JOB: _S.EXHAUSTED, _E.LOSE: _S.DISCONNECTED},
+    _S.EXHAUSTED: {_E.NOOP: _S.AWAKE, _E.SLEEP: _S.ASLEEP, _E.LOSE: _S.DISCONNECTED},
+    _S.ASLEEP: {_E.NOOP: _S.AWAKE, _E.LOSE: _S.DISCONNECTED},
+}
+
+
+def next_state(state: LinkState, event: LinkEvent) -> LinkState:
+    """The state ``event`` moves a link in ``state`` to (``_TRANSITIONS``)."""
+    return _TRANSITIONS[state].get(event, state)
 
 
 def _grab_type(packet: bytes) -> int:
@@ -92,49 +154,33 @@ class Registration:
         return encode(_T.CAN_DO_TIMEOUT, (self.name, b"%d" % max(1, math.ceil(self.timeout))))
 
 
-class ServerLink:
-    """What the worker knows about one job server's connection."""
+class ServerLink(Outbox[bytes]):
+    """What the worker knows about one job server's connection, and the bytes queued for it."""
 
-    __slots__ = (
-        "address",
-        "asleep",
-        "awake",
-        "backoff",
-        "exceptions",
-        "generation",
-        "grab",
-        "outstanding",
-        "replies",
-        "send",
-    )
+    __slots__ = ("address", "backoff", "exceptions", "generation", "grab", "outstanding", "replies", "state")
 
-    def __init__(self, address: ServerAddress, backoff: Backoff) -> None:
+    def __init__(self, address: ServerAddress, backoff: Backoff, ready: list[ServerLink]) -> None:
+        super().__init__(ready)
         self.address = address
         self.backoff = backoff
-        self.send: Send | None = None
-        """Writes to the current connection; None while disconnected."""
+        self.state = LinkState.DISCONNECTED
         self.generation = 0
         """Bumped on every connect and disconnect: jobs from an older generation are lost."""
         self.outstanding = 0
         """GRABs sent and not answered yet."""
-        self.awake = False
-        """GRABs may be sent (false after NO_JOB until NOOP)."""
-        self.asleep = False
-        """PRE_SLEEP sent, waiting for NOOP."""
         self.exceptions = False
         """The server accepted OPTION_REQ exceptions."""
         self.grab = b""
         """The GRAB packet this server gets (plain GRAB_JOB once it refused GRAB_JOB_UNIQ/ALL)."""
-        self.replies: deque[int] = deque()
-        """What the server owes, in the order the requests went out (it answers in order, PROTOCOL.md §1.1):
-        ``_GRAB`` and ``_OPTION`` always get a reply, ``_MAYBE`` (WORK_*, ALL_YOURS) only an ERROR."""
+        self.replies: deque[Owed] = deque()
+        """What the server owes, in the order the requests went out (it answers in order, PROTOCOL.md §1.1)."""
 
     def __repr__(self) -> str:
-        return f"ServerLink({self.address}, connected={self.send is not None}, outstanding={self.outstanding})"
+        return f"ServerLink({self.address}, {self.state.value}, outstanding={self.outstanding})"
 
     @property
     def connected(self) -> bool:
-        return self.send is not None
+        return self.state is not LinkState.DISCONNECTED
 
 
 class Outcome(NamedTuple):
@@ -150,6 +196,27 @@ def call_handler(handler: Handler, job: WorkerJob) -> Outcome:
         return Outcome(handler(job))
     except Exception as exc:
         return Outcome(error=exc)
+
+
+class Relay:
+    """The ``JobOutput`` of jobs whose handlers run outside the driver's calls into the session (asyncio tasks, pool
+    threads): their packets go to ``deliver``, which must get them into the session on the driver's thread and
+    written; payloads and exception packets only read the session's settings, from any thread."""
+
+    __slots__ = ("deliver", "session")
+
+    def __init__(self, session: WorkerSession, deliver: Callable[[WorkerJob, list[bytes], int], None]) -> None:
+        self.session = session
+        self.deliver = deliver
+
+    def job_output(self, job: WorkerJob, chunks: list[bytes], packets: int = 1) -> None:
+        self.deliver(job, chunks, packets)
+
+    def payload(self, job: WorkerJob, value: object) -> bytes:
+        return self.session.payload(job, value)
+
+    def exception_packets(self, job: WorkerJob, data: bytes) -> list[bytes]:
+        return self.session.exception_packets(job, data)
 
 
 class WorkerSession:
@@ -172,7 +239,11 @@ class WorkerSession:
             raise ValueError("concurrency must be at least 1")
         if grab not in _GRAB_TYPES:
             raise ValueError(f"grab must be one of {sorted(_GRAB_TYPES)}")
-        self.links = [ServerLink(address, Backoff(reconnect_delay, max_reconnect_delay)) for address in servers]
+        self.ready: list[ServerLink] = []
+        """Links with bytes to write (``take_ready``)."""
+        self.links = [
+            ServerLink(address, Backoff(reconnect_delay, max_reconnect_delay), self.ready) for address in servers
+        ]
         if not self.links:
             raise ValueError("a worker needs at least one job server")
         self.concurrency = concurrency
@@ -250,21 +321,25 @@ class WorkerSession:
 
     def all_yours(self) -> None:
         """Send ALL_YOURS (gearmand 1.1.20 answers ERROR INVALID_COMMAND, which is logged and ignored)."""
-        self._broadcast([encode(_T.ALL_YOURS)], (_MAYBE,))
+        self._broadcast([encode(_T.ALL_YOURS)], (Owed.MAYBE,))
 
-    def _broadcast(self, chunks: list[bytes], owed: tuple[int, ...] = ()) -> None:
+    def _broadcast(self, chunks: list[bytes], owed: tuple[Owed, ...] = ()) -> None:
         for link in self.links:
             self._send(link, chunks, owed)
 
     @staticmethod
-    def _send(link: ServerLink, chunks: list[bytes], owed: Iterable[int] = ()) -> None:
-        send = link.send
-        if send is not None:
+    def _send(link: ServerLink, chunks: list[bytes], owed: Iterable[Owed] = ()) -> None:
+        if link.state is not LinkState.DISCONNECTED:
             link.replies.extend(owed)
-            try:
-                send(chunks)
-            except ConnectionLost:
-                log.debug("send to %s failed; the driver reports the loss", link.address)
+            link.push_all(chunks)
+
+    def take_ready(self) -> list[ServerLink]:
+        """Links with bytes to write, in the order they got them; the driver writes each one's ``take_out()``."""
+        return [link for link in take_ready(self.ready) if link.out]
+
+    @staticmethod
+    def _move(link: ServerLink, event: LinkEvent) -> None:
+        link.state = next_state(link.state, event)
 
     # Running and stopping.
 
@@ -292,15 +367,13 @@ class WorkerSession:
 
     def wants_connection(self, link: ServerLink) -> bool:
         """Whether the driver should (re)connect ``link`` now that it is down."""
-        return self.accepting and not link.connected
+        return self.accepting and link.state is LinkState.DISCONNECTED
 
-    def connected(self, link: ServerLink, send: Send) -> None:
-        """A connection to ``link``'s server is up: send the handshake and start grabbing."""
-        link.send = send
+    def connected(self, link: ServerLink) -> None:
+        """A connection to ``link``'s server is up: queue the handshake and start grabbing."""
+        self._move(link, LinkEvent.CONNECT)
         link.generation += 1
         link.outstanding = 0
-        link.awake = True
-        link.asleep = False
         link.exceptions = False
         link.grab = self.grab_packet
         link.replies.clear()
@@ -311,7 +384,7 @@ class WorkerSession:
         if self.exceptions:
             chunks.append(_EXCEPTIONS_OPTION)
         chunks.extend(registration.packet() for registration in self.registrations.values())
-        self._send(link, chunks, (_OPTION,) if self.exceptions else ())
+        self._send(link, chunks, (Owed.OPTION,) if self.exceptions else ())
         self._grant()
 
     def connect_failed(self, link: ServerLink, now: float) -> None:
@@ -321,14 +394,14 @@ class WorkerSession:
 
     def disconnected(self, link: ServerLink, now: float) -> None:
         """``link``'s connection is gone: free its GRAB reservations, lose its running jobs, back off."""
-        if link.send is None:
+        if link.state is LinkState.DISCONNECTED:
             return
-        link.send = None
+        self._move(link, LinkEvent.LOSE)
+        link.discard()
         link.generation += 1
         self.reserved -= link.outstanding
         link.outstanding = 0
         link.replies.clear()
-        link.awake = link.asleep = False
         if self.accepting:
             link.backoff.failed(now)
             log.warning("lost connection to %s; reconnecting in %.1fs", link.address, link.backoff.delay(now))
@@ -345,12 +418,11 @@ class WorkerSession:
         return handler(link, packet.args)
 
     def _on_noop(self, link: ServerLink, args: tuple[bytes, ...]) -> None:
-        link.awake = True
-        link.asleep = False
+        self._move(link, LinkEvent.NOOP)
         self._grant()
 
     def _on_no_job(self, link: ServerLink, args: tuple[bytes, ...]) -> None:
-        link.awake = False
+        self._move(link, LinkEvent.NO_JOB)
         self._answered(link)
         self._grant()
 
@@ -367,15 +439,15 @@ class WorkerSession:
         code, text = args
         replies = link.replies
         owed = replies[0] if replies else None
-        if owed == _MAYBE:
+        if owed is Owed.MAYBE:
             # A WORK_* packet (JOB_NOT_FOUND after WORK_EXCEPTION + WORK_FAIL on gearmand, or a requeued job) or
             # ALL_YOURS (INVALID_COMMAND on gearmand).
             replies.popleft()
             log.debug("%s: ERROR %s %s", link.address, code, text)
-        elif owed == _OPTION:
+        elif owed is Owed.OPTION:
             replies.popleft()
             log.info("%s does not forward exceptions (%s); failed jobs get WORK_FAIL only", link.address, code)
-        elif owed == _GRAB:
+        elif owed is Owed.GRAB:
             self._grab_refused(link, code, text)
         else:
             log.warning("%s sent ERROR %s: %s", link.address, code.decode(errors="replace"), text)
@@ -388,16 +460,16 @@ class WorkerSession:
             link.grab = _GRAB_JOB
         else:
             log.warning("%s refused GRAB_JOB: %s %s", link.address, code, text)
-            link.awake = False
+            self._move(link, LinkEvent.NO_JOB)
         self._answered(link)
         self._grant()
 
     def _on_option_res(self, link: ServerLink, args: tuple[bytes, ...]) -> None:
-        if self._owed(link, _OPTION):
+        if self._owed(link, Owed.OPTION):
             link.exceptions = args[0].lower().startswith(b"exceptions")
 
     @staticmethod
-    def _owed(link: ServerLink, kind: int) -> bool:
+    def _owed(link: ServerLink, kind: Owed) -> bool:
         """Settle a reply of ``kind``. Replies are in request order, so whatever was owed before it will not come
         any more (an ERROR-only WORK_*, or an OPTION_REQ a server ignored)."""
         replies = link.replies
@@ -405,18 +477,18 @@ class WorkerSession:
             log.warning("%s sent a reply nothing asked for", link.address)
             return False
         while (owed := replies.popleft()) != kind:
-            if owed != _MAYBE:
+            if owed is not Owed.MAYBE:
                 log.debug("%s never answered an earlier request", link.address)
         return True
 
     def _answered(self, link: ServerLink) -> None:
         """A GRAB was answered. Once an exhausted link's last GRAB is answered, whatever the answer, it sleeps: the
         last answers may be jobs that arrived after an earlier NO_JOB, and without PRE_SLEEP no NOOP would come."""
-        if self._owed(link, _GRAB):
+        if self._owed(link, Owed.GRAB):
             link.outstanding -= 1
             self.reserved -= 1
-        if not link.awake and link.outstanding == 0 and self.accepting and not link.asleep:
-            link.asleep = True
+        if link.state is LinkState.EXHAUSTED and link.outstanding == 0 and self.accepting:
+            self._move(link, LinkEvent.SLEEP)
             self._send(link, [_PRE_SLEEP])
 
     def _assigned(
@@ -456,20 +528,20 @@ class WorkerSession:
         self.running -= 1
         self.handled += 1
         chunks: list[bytes] = []
-        owed: list[int] = []
+        owed: list[Owed] = []
         if not job.done:
             job.end()
             if outcome.error is None:
                 try:
                     chunks = encode_parts(_T.WORK_COMPLETE, (job.handle, self.payload(job, outcome.value)))
-                    owed = [_MAYBE]
+                    owed = [Owed.MAYBE]
                 except Exception as exc:
                     outcome = Outcome(error=exc)
             if outcome.error is not None:
                 log.error("handler for %r raised", job.function, exc_info=outcome.error)
                 error = outcome.error
                 chunks = self.exception_packets(job, f"{type(error).__name__}: {error}".encode(errors="replace"))
-                owed = [_MAYBE] * len(chunks)
+                owed = [Owed.MAYBE] * len(chunks)
         elif outcome.error is not None:
             log.error("handler for %r raised after ending its job", job.function, exc_info=outcome.error)
         link = job.link
@@ -481,10 +553,10 @@ class WorkerSession:
         grants = self._grants()
         for other, count in grants.items():
             if other is not link:
-                self._send(other, [other.grab] * count, (_GRAB,) * count)
+                self._send(other, [other.grab] * count, (Owed.GRAB,) * count)
         count = grants.get(link, 0)
         chunks.extend([link.grab] * count)
-        owed.extend([_GRAB] * count)
+        owed.extend([Owed.GRAB] * count)
         if chunks:
             self._send(link, chunks, owed)
 
@@ -494,7 +566,7 @@ class WorkerSession:
         link = job.link
         assert isinstance(link, ServerLink)
         if job.generation == link.generation:
-            self._send(link, chunks, (_MAYBE,) * packets)
+            self._send(link, chunks, (Owed.MAYBE,) * packets)
         else:
             log.debug("job %r is lost: output dropped", job.handle)
 
@@ -532,7 +604,7 @@ class WorkerSession:
             for _ in range(count):
                 link = links[self._next]
                 self._next = (self._next + 1) % count
-                if link.awake and link.send is not None:
+                if link.state is LinkState.AWAKE:
                     grants[link] = grants.get(link, 0) + 1
                     link.outstanding += 1
                     self.reserved += 1
@@ -546,11 +618,12 @@ class WorkerSession:
 
     def _grant(self) -> None:
         for link, count in self._grants().items():
-            self._send(link, [link.grab] * count, (_GRAB,) * count)
+            self._send(link, [link.grab] * count, (Owed.GRAB,) * count)
 
 
 class WorkerBase:
-    """The registration API both workers share; drivers add connecting and running.
+    """The registration API both workers share; drivers add connecting and running. Call it before ``work()`` or
+    from the thread running it.
 
     Args:
         servers: ``"host:port,host:port"``, a list, or None for ``$GEARMAN_SERVERS`` (else 127.0.0.1:4730).
@@ -594,6 +667,10 @@ class WorkerBase:
     def _check_handler(self, handler: Handler) -> None:
         """Refuse handlers this front-end cannot run (overridden by drivers)."""
 
+    def _queued(self) -> None:
+        """The session queued bytes outside the driver's loop (a registration while working): have them written."""
+        raise NotImplementedError
+
     @overload
     def register(
         self, name: str | bytes, handler: None = None, timeout: float | None = None
@@ -624,23 +701,29 @@ class WorkerBase:
             return decorate
         self._check_handler(handler)
         self.session.register(name, handler, timeout)
+        self._queued()
         return handler
 
     def unregister(self, name: str | bytes) -> bool:
         """Stop serving ``name`` (CANT_DO); False if it was not registered."""
-        return self.session.unregister(name)
+        removed = self.session.unregister(name)
+        self._queued()
+        return removed
 
     def reset_abilities(self) -> None:
         """Stop serving every function (RESET_ABILITIES)."""
         self.session.reset_abilities()
+        self._queued()
 
     def set_client_id(self, client_id: str | bytes) -> None:
         """Set the id admin ``workers`` shows (SET_CLIENT_ID), now and after every reconnect."""
         self.session.set_client_id(name_bytes(client_id) or b"")
+        self._queued()
 
     def all_yours(self) -> None:
         """Send ALL_YOURS to every connected server (never implemented by gearmand 1.1.20)."""
         self.session.all_yours()
+        self._queued()
 
     @property
     def functions(self) -> list[bytes]:

@@ -16,22 +16,39 @@ T = PacketType
 
 
 class Wire:
-    """A fake connection: decodes and records every packet the session sends on it."""
+    """A fake connection: decodes and records every packet the session queues for its link. Taking drains the
+    session as a driver does, handing every ready link's bytes to the wire connected to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, session: WorkerSession) -> None:
+        self.session = session
         self.decoder = Decoder()
         self.packets: list[Packet] = []
         self.writes = 0
 
-    def __call__(self, chunks: list[bytes]) -> None:
+    def write(self, chunks: list[bytes]) -> None:
         self.writes += 1
         for chunk in chunks:
             self.packets.extend(p for p in self.decoder.feed(chunk) if isinstance(p, Packet))
 
     def take(self) -> list[tuple[PacketType, tuple[bytes, ...]]]:
+        drain(self.session)
         taken = [(p.type, p.args) for p in self.packets]
         self.packets.clear()
         return taken
+
+
+_WIRES: dict[ServerLink, Wire] = {}
+
+
+def plug(session: WorkerSession, link: ServerLink, wire: Wire) -> None:
+    """Connect ``link`` with ``wire`` as its connection."""
+    _WIRES[link] = wire
+    session.connected(link)
+
+
+def drain(session: WorkerSession) -> None:
+    for link in session.take_ready():
+        _WIRES[link].write(link.take_out())
 
 
 def res(ptype: PacketType, *args: bytes) -> Packet:
@@ -47,12 +64,12 @@ def make(
         grab=grab,
         **settings,  # type: ignore[arg-type]
     )
-    return session, [Wire() for _ in range(servers)]
+    return session, [Wire(session) for _ in range(servers)]
 
 
 def connect(session: WorkerSession, wires: list[Wire]) -> None:
     for link, wire in zip(session.links, wires, strict=True):
-        session.connected(link, wire)
+        plug(session, link, wire)
 
 
 def assign(
@@ -90,7 +107,7 @@ def test_connect_sends_client_id_option_and_every_registration_then_grabs() -> N
         (T.GRAB_JOB_UNIQ, ()),
         (T.GRAB_JOB_UNIQ, ()),
     ]
-    assert wires[0].writes == 2  # handshake in one write, grabs in the next
+    assert wires[0].writes == 1  # handshake and grabs in one write
 
 
 def test_registering_while_connected_sends_at_once_and_prefix_is_tab_joined() -> None:
@@ -175,8 +192,10 @@ def test_concurrency_cap_never_grabs_a_job_that_cannot_start() -> None:
 def test_result_and_next_grab_leave_in_one_write() -> None:
     session, wires = ready(exceptions=False)
     job = assign(session, session.links[0], b"H:1")
+    drain(session)
     writes = wires[0].writes
     session.job_returned(job, Outcome("héllo"))
+    drain(session)
     assert wires[0].writes == writes + 1
     assert wires[0].take()[-2:] == [(T.WORK_COMPLETE, (b"H:1", "héllo".encode())), (T.GRAB_JOB_UNIQ, ())]
 
@@ -268,8 +287,9 @@ def test_reconnect_resends_everything_and_drops_lost_jobs_output() -> None:
     assert session.reserved == 0
     assert session.running == 1
     assert not link.backoff.available(100.0)
-    fresh = Wire()
-    session.connected(link, fresh)
+    assert session.take_ready() == []  # what was queued for the lost connection is gone
+    fresh = Wire(session)
+    plug(session, link, fresh)
     assert fresh.take() == [
         (T.SET_CLIENT_ID, (b"me",)),
         (T.OPTION_REQ, (b"exceptions",)),
