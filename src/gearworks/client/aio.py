@@ -218,14 +218,13 @@ class AsyncClient(BaseClient):
 
     def _flush(self) -> None:
         session = self._session
-        for channel in session.take_dirty():
+        for channel in session.take_ready():
             if channel.state is ChannelState.CONNECTED:
                 connection = self._connections[channel]
                 connection.write(channel.take_out())
                 if len(channel.pending) == 1:
                     connection.flush()  # a lone request (sequential use): out now, not at the end of the loop turn
-            elif channel.state is ChannelState.IDLE and session.closed is None:
-                session.connecting(channel)
+            elif session.start_connecting(channel):
                 task = asyncio.get_running_loop().create_task(self._connect(channel))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -258,7 +257,7 @@ class AsyncClient(BaseClient):
     def _received(self, channel: Channel, data: bytes) -> None:
         session = self._session
         session.receive(channel, data, asyncio.get_running_loop().time())
-        if session.dirty:
+        if session.ready:
             self._flush()
 
     def _lost(self, channel: Channel, exc: Exception) -> None:

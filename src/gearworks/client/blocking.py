@@ -177,12 +177,12 @@ class Client(BaseClient):
         if self._connections:
             self._read(0.0)  # notice a connection the server closed while we were idle, before writing to it
         session = self._session
-        while session.dirty:
-            for channel in session.take_dirty():
-                if channel.state is ChannelState.IDLE and session.closed is None:
-                    self._connect(channel)
-                elif channel.state is ChannelState.CONNECTED:
+        while session.ready:
+            for channel in session.take_ready():
+                if channel.state is ChannelState.CONNECTED:
                     self._send(channel)
+                elif session.start_connecting(channel):
+                    self._connect(channel)
 
     def _queued(self) -> None:
         self._queued_jobs += 1
@@ -191,7 +191,6 @@ class Client(BaseClient):
 
     def _connect(self, channel: Channel) -> None:
         session = self._session
-        session.connecting(channel)
         try:
             connection = BlockingConnection.connect(channel.address, self.connect_options)
         except ConnectionLost as exc:
@@ -247,12 +246,12 @@ class Client(BaseClient):
     def _pump(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         """Write what is queued, then read and expire until ``done()``; False if ``timeout`` passed first."""
         session = self._session
-        if session.dirty:
+        if session.ready:
             self._flush()
         end = None if timeout is None else self._now() + timeout
         while not done():
             if not self._connections:
-                if session.dirty:
+                if session.ready:
                     self._flush()
                     continue
                 # Nothing can arrive: everything pending was failed, or rerouted to nowhere.
@@ -265,6 +264,6 @@ class Client(BaseClient):
                 wake = end
             self._read(None if wake is None else max(0.0, wake - now))
             self._close_channels(session.expire(self._now()))
-            if session.dirty:
+            if session.ready:
                 self._flush()
         return True

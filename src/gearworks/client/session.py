@@ -1,6 +1,8 @@
 """The client state machine shared by AsyncClient and Client: jobs in flight, handle → job, events, retries,
 options and status replies. No sockets, no threads, no clock: drivers feed bytes and connection events in, pass
-``now``, and take out the channels that have bytes to write or need connecting.
+``now``, and after each call take ``take_ready()``: the channels that got bytes to write or need connecting (the
+outbox contract of every core, ``protocol/outbox.py``). A CONNECTED one gets its ``take_out()`` written; for any
+other, ``start_connecting`` says whether to open its connection now.
 
 How this works: every server has a Channel. A request (a job's SUBMIT_*, ECHO_REQ, GET_STATUS, OPTION_REQ) is
 appended to the channel's ``pending`` FIFO and its bytes to ``out``. gearmand answers each of them exactly once,
@@ -57,6 +59,7 @@ from gearworks.errors import (
 )
 from gearworks.protocol import DEFAULT_MAX_PACKET_SIZE, Decoder, Packet, PacketType, encode, encode_parts
 from gearworks.protocol.fields import as_bytes, c_atoi
+from gearworks.protocol.outbox import Outbox, take_ready
 
 __all__ = ["BaseClient", "Channel", "ChannelState", "ClientOptions", "ClientSession"]
 
@@ -89,39 +92,50 @@ Handler = Callable[["Channel", tuple[bytes, ...], float], None]
 
 
 class ChannelState(Enum):
+    """Where one server's connection is. Every move is made by one ClientSession method:
+
+    ============  ==========  ===================================================
+    from          to          by
+    ============  ==========  ===================================================
+    IDLE          CONNECTING  ``start_connecting`` (the driver opens a connection)
+    CONNECTING    CONNECTED   ``connected``
+    CONNECTING    IDLE        ``connect_failed``
+    CONNECTED     IDLE        ``lost`` (also from ``expire``: a silent server)
+    any           IDLE        ``close``, and dropped with the channel
+    ============  ==========  ===================================================
+    """
+
     IDLE = "idle"
     CONNECTING = "connecting"
     CONNECTED = "connected"
 
 
-class Channel:
+class Channel(Outbox[bytes]):
     """The session's view of one server connection: requests waiting for replies, bytes to write, handles."""
 
-    __slots__ = ("address", "coalesce", "decoder", "dirty", "handles", "out", "pending", "since", "state", "unsent")
+    __slots__ = ("address", "coalesce", "decoder", "handles", "pending", "since", "state", "unsent")
 
-    def __init__(self, address: ServerAddress, max_packet_size: int) -> None:
+    def __init__(self, address: ServerAddress, max_packet_size: int, ready: list[Channel]) -> None:
+        super().__init__(ready)
         self.address = address
         self.state = ChannelState.IDLE
         self.decoder = Decoder(max_packet_size=max_packet_size)
-        self.out: list[bytes] = []
         self.pending: deque[Pending] = deque()
         self.unsent = 0  # the last ``unsent`` entries of pending are still in ``out``
         self.handles: dict[bytes, list[Job]] = {}
         self.coalesce: dict[tuple[bytes, bytes], list[Job]] = {}
         self.since = 0.0  # last reply received, or when ``pending`` stopped being empty
-        self.dirty = False
 
     def take_out(self) -> list[bytes]:
         """The bytes to write now; the requests they carry count as sent."""
-        out, self.out = self.out, []
         self.unsent = 0
-        return out
+        return super().take_out()
 
     def _reset(self, max_packet_size: int) -> tuple[list[Pending], int, list[list[Job]]]:
         pending, unsent, groups = list(self.pending), self.unsent, list(self.handles.values())
         self.state = ChannelState.IDLE
         self.decoder = Decoder(max_packet_size=max_packet_size)
-        self.out = []
+        self.discard()
         self.pending = deque()
         self.unsent = 0
         self.handles = {}
@@ -156,7 +170,8 @@ class ClientSession:
         self.max_packet_size = max_packet_size
         self.options: list[bytes] = [b"exceptions"] if exceptions else []
         self.channels: dict[ServerAddress, Channel] = {}
-        self.dirty: list[Channel] = []
+        self.ready: list[Channel] = []
+        """Channels with bytes to write or a connection to open (``take_ready``)."""
         self.closed: GearworksError | None = None
         self._deadlines: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
@@ -323,15 +338,17 @@ class ClientSession:
 
     # ------------------------------------------------------------------------------------- connection events
 
-    def take_dirty(self) -> list[Channel]:
-        """Channels that need connecting or have bytes to write."""
-        dirty, self.dirty = self.dirty, []
-        for channel in dirty:
-            channel.dirty = False
-        return dirty
+    def take_ready(self) -> list[Channel]:
+        """Channels that got bytes to write or need connecting since the last call, in that order."""
+        return take_ready(self.ready)
 
-    def connecting(self, channel: Channel) -> None:
+    def start_connecting(self, channel: Channel) -> bool:
+        """Whether the driver should open ``channel``'s connection now: it is idle and the client open. If so, it is
+        CONNECTING until ``connected`` or ``connect_failed``."""
+        if channel.state is not ChannelState.IDLE or self.closed is not None:
+            return False
         channel.state = ChannelState.CONNECTING
+        return True
 
     def connected(self, channel: Channel, now: float) -> None:
         """The connection is up: options go first (libgearman does the same, PROTOCOL.md §6.2)."""
@@ -455,7 +472,7 @@ class ClientSession:
         self._option_waiters.clear()
         self.channels.clear()
         self._last_channel = None
-        self.dirty = []
+        self.ready.clear()
         return channels
 
     def replace_servers(self, servers: str | ServerAddress | Iterable[str | ServerAddress] | None) -> list[Channel]:
@@ -491,7 +508,7 @@ class ClientSession:
             return channel  # the common case, without hashing the address (reset when channels are removed)
         channel = self.channels.get(address)
         if channel is None:
-            channel = self.channels[address] = Channel(address, self.max_packet_size)
+            channel = self.channels[address] = Channel(address, self.max_packet_size, self.ready)
         self._last_channel = channel
         return channel
 
@@ -500,19 +517,17 @@ class ClientSession:
         return addresses or [self.router.pick(now)]
 
     def _mark(self, channel: Channel) -> None:
-        if not channel.dirty:
-            channel.dirty = True
-            self.dirty.append(channel)
+        """List ``channel`` as ready without pushing to it (to connect it, or after prepending to its ``out``). A push
+        in the same round may list it twice; the driver's second look finds nothing to do."""
+        if channel not in self.ready:
+            self.ready.append(channel)
 
     def _queue(self, channel: Channel, entry: Pending, packet: list[bytes], now: float) -> None:
         if not channel.pending:
             channel.since = now
         channel.pending.append(entry)
-        channel.out.extend(packet)
+        channel.push_all(packet)
         channel.unsent += 1
-        if not channel.dirty:
-            channel.dirty = True
-            self.dirty.append(channel)
 
     def _reroute(self, entry: Pending, error: GearworksError, now: float) -> None:
         """Submit again a request that never reached its server (not a retry)."""

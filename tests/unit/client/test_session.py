@@ -17,7 +17,7 @@ from gearworks.client.jobs import (
     WarningEvent,
 )
 from gearworks.client.routing import Router
-from gearworks.client.session import Channel, ChannelState, ClientSession
+from gearworks.client.session import Channel, ClientSession
 from gearworks.errors import (
     ConnectionLost,
     JobException,
@@ -50,11 +50,10 @@ def submit(
 def connect(session: ClientSession, now: float = 0.0) -> Channel:
     """Connect every channel that asks for it; return the last one."""
     channel = None
-    for channel in session.take_dirty():
-        if channel.state is ChannelState.IDLE:
-            session.connecting(channel)
+    for channel in session.take_ready():
+        if session.start_connecting(channel):
             session.connected(channel, now)
-    session.take_dirty()
+    session.take_ready()
     assert channel is not None
     return channel
 
@@ -263,8 +262,8 @@ def test_lost_connection_retries_sent_jobs_and_reroutes_unsent_ones() -> None:
 def test_connect_failure_backs_off_and_reroutes_to_another_server() -> None:
     session = make_session(["127.0.0.1:1", "127.0.0.1:2"])
     job = submit(session)
-    (channel,) = session.take_dirty()
-    session.connecting(channel)
+    (channel,) = session.take_ready()
+    assert session.start_connecting(channel)
     session.connect_failed(channel, ConnectionLost("refused"), 0.0)
     assert job.server != channel.address
     other = connect(session)
@@ -276,8 +275,8 @@ def test_connect_failure_backs_off_and_reroutes_to_another_server() -> None:
 def test_no_server_left_fails_the_rerouted_job() -> None:
     session = make_session()
     job = submit(session)
-    (channel,) = session.take_dirty()
-    session.connecting(channel)
+    (channel,) = session.take_ready()
+    assert session.start_connecting(channel)
     session.connect_failed(channel, ConnectionLost("refused"), 0.0)
     with pytest.raises(NoServerAvailable):
         job.result()
@@ -404,7 +403,7 @@ def test_payload_over_the_packet_limit_is_refused_before_anything_is_queued() ->
     session = make_session(max_packet_size=1024)
     with pytest.raises(ValueError, match="exceeds the 1024-byte packet limit"):
         session.new_job("f", b"x" * 1024, options={})
-    assert session.take_dirty() == []
+    assert session.take_ready() == []
     largest = session.new_job("f", b"x" * 1021, options={})  # f NUL NUL + 1021 bytes: exactly the limit
     assert sum(map(len, largest.packet)) == 12 + 1024
 
@@ -423,9 +422,9 @@ def test_replacing_servers_closes_idle_channels_and_keeps_busy_ones() -> None:
     session = make_session(["127.0.0.1:1", "127.0.0.1:2"])
     for _ in range(2):
         submit(session)
-    channels = {channel.address.port: channel for channel in session.take_dirty()}
+    channels = {channel.address.port: channel for channel in session.take_ready()}
     for channel in channels.values():
-        session.connecting(channel)
+        assert session.start_connecting(channel)
         session.connected(channel, 0.0)
         sent(channel)
     feed(session, channels[1], created(b"H:1"), (T.WORK_COMPLETE, (b"H:1", b"")))

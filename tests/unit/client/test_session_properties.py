@@ -42,8 +42,8 @@ def test_pipelined_replies_reach_their_own_requests(requests: list[tuple[str, bo
             replies.append(encode(T.STATUS_RES, (b"H:" + tag, b"1", b"0", tag, b"9"), RES))
         if refused:
             replies[-1] = encode(T.ERROR, (b"QUEUE_ERROR", tag), RES)
-    (channel,) = session.take_dirty()
-    session.connecting(channel)
+    (channel,) = session.take_ready()
+    assert session.start_connecting(channel)
     session.connected(channel, 0.0)
     channel.take_out()
     stream = b"".join(replies)
