@@ -78,7 +78,7 @@ class AsyncAdmin(AdminSettings):
             channel = self._channel
             if channel is None or channel.failure is not None:
                 channel = _Channel()
-                channel.connection = await open_connection(self.address, channel, self.options)
+                channel.connection = await open_connection(self.address, channel, self.connect_options)
                 self._channel = channel
             return channel
 

@@ -47,17 +47,17 @@ class Admin(AdminSettings):
     def _run(self, command: AdminCommand[T]) -> T:
         with self._lock:
             if self._connection is None:
-                self._connection = BlockingConnection.connect(self.address, self.options)
+                self._connection = BlockingConnection.connect(self.address, self.connect_options)
             connection = self._connection
             reader = AdminReplyReader()
             reader.expect(command.shape)
-            deadline = time.monotonic() + self.timeout
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
             try:
                 connection.send([command.line])
                 replies: list[AdminReply] = []
                 while not replies:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
                         raise ConnectionLost(f"{self.address} did not answer {command.line!r} within {self.timeout}s")
                     replies = reader.feed(connection.recv(remaining))
             except BaseException:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, Unpack
 
 from gearworks.admin import models
-from gearworks.connection import ConnectOptions, ServerAddress, parse_servers
+from gearworks.connection import RequestKeywords, ServerAddress, connect_options, parse_servers
 from gearworks.errors import ProtocolError, ServerError
 from gearworks.protocol import MAX_TEXT_LINE, AdminReply, ReplyShape, reply_shape
 from gearworks.protocol.admin import MAX_WORDS
@@ -70,20 +70,14 @@ class AdminSettings:
 
     Args:
         server: ``host:port`` or a ServerAddress; None reads ``$GEARMAN_SERVERS`` (its first server).
-        options: connection options (timeouts, TLS).
-        timeout: seconds to wait for each reply; on expiry the connection is closed and ConnectionLost raised.
+        options: the connection keywords (``RequestKeywords``: timeouts, TLS, keepalive); ``command_timeout``
+            [10.0] is how long each reply may take, after which the connection is closed and ConnectionLost raised.
     """
 
-    def __init__(
-        self,
-        server: str | ServerAddress | None = None,
-        *,
-        options: ConnectOptions | None = None,
-        timeout: float = 10.0,
-    ) -> None:
+    def __init__(self, server: str | ServerAddress | None = None, **options: Unpack[RequestKeywords]) -> None:
         self.address = parse_servers(server)[0]
-        self.options = options or ConnectOptions()
-        self.timeout = timeout
+        self.connect_options = connect_options(options)
+        self.timeout = options.get("command_timeout", 10.0)
         self._setup()
 
     def _setup(self) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gearworks.admin import Admin
-from gearworks.cli.servers import add_server_arguments, connect_options, servers
+from gearworks.cli.servers import add_server_arguments, connection_keywords, servers
 
 __all__ = ["register"]
 
@@ -169,10 +169,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown action {name!r} (see gearworks admin --help)")
     action = ACTIONS[name][0]
     addresses = servers(args)
-    options = connect_options(args)
+    connection = connection_keywords(args)
     results = []
     for address in addresses:
-        with Admin(address, options=options) as admin:
+        with Admin(address, **connection) as admin:
             results.append((str(address), action(admin, params)))
     if args.json:
         payload: Any = {server: _jsonable(result) for server, result in results}

@@ -1,14 +1,14 @@
 """Options every client-side subcommand shares: which job servers (``-h/--host``, ``-p/--port``, ``--servers``,
-``$GEARMAN_SERVERS``), connection timeouts and TLS, turned into addresses and ``ConnectOptions``."""
+``$GEARMAN_SERVERS``), connection timeouts and TLS, turned into addresses and the connection keywords."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from gearworks.connection import DEFAULT_PORT, ConnectOptions, ServerAddress, parse_servers, tls_context
+from gearworks.connection import DEFAULT_PORT, ConnectionKeywords, ServerAddress, parse_servers, tls_context
 
-__all__ = ["add_server_arguments", "connect_options", "servers"]
+__all__ = ["add_server_arguments", "connection_keywords", "servers"]
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +43,10 @@ def servers(args: argparse.Namespace) -> list[ServerAddress]:
     return parse_servers(os.environ.get("GEARMAN_SERVERS") or None)
 
 
-def connect_options(args: argparse.Namespace) -> ConnectOptions:
-    """ConnectOptions from the timeout and TLS options."""
+def connection_keywords(args: argparse.Namespace) -> ConnectionKeywords:
+    """The connection keywords the timeout and TLS options give (``--tls-no-verify`` needs a context of our own)."""
     wants_tls = args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_no_verify
     context = (
         tls_context(args.tls_ca, args.tls_cert, args.tls_key, verify=not args.tls_no_verify) if wants_tls else None
     )
-    return ConnectOptions(connect_timeout=args.connect_timeout, tls=context)
+    return {"connect_timeout": args.connect_timeout, "ssl_context": context}

@@ -11,7 +11,7 @@ from datetime import datetime
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeRemainingColumn
 
-from gearworks.cli.servers import add_server_arguments, connect_options, servers
+from gearworks.cli.servers import add_server_arguments, connection_keywords, servers
 from gearworks.client import AsyncClient
 from gearworks.client.jobs import SubmitOptions
 from gearworks.errors import GearworksError, JobError
@@ -78,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
 async def _submit_all(args: argparse.Namespace, workloads: list[bytes]) -> int:
     background = args.background or args.at is not None
     out = sys.stdout.buffer
-    connect = connect_options(args)
-    async with AsyncClient(
-        servers(args), prefix=args.prefix, connect_timeout=connect.connect_timeout, tls=connect.tls
-    ) as client:
+    async with AsyncClient(servers(args), prefix=args.prefix, **connection_keywords(args)) as client:
         with _ProgressBar(len(workloads), args.each_line) as advance:
             jobs = []
             for workload in workloads:

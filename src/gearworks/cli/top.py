@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gearworks.admin import Admin, FunctionStatus
-from gearworks.cli.servers import add_server_arguments, connect_options, servers
+from gearworks.cli.servers import add_server_arguments, connection_keywords, servers
 from gearworks.connection import ServerAddress
 from gearworks.errors import GearworksError
 
@@ -141,8 +141,8 @@ def quit_pressed(timeout: float, interactive: bool) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Refresh the view every ``--interval`` seconds until q, Ctrl-C or ``--iterations``."""
-    options = connect_options(args)
-    admins = [(address, Admin(address, options=options)) for address in servers(args)]
+    connection = connection_keywords(args)
+    admins = [(address, Admin(address, **connection)) for address in servers(args)]
     view = TopView()
     console = Console()
     count = 0

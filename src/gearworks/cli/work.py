@@ -9,7 +9,7 @@ import importlib
 import shlex
 from typing import Any
 
-from gearworks.cli.servers import add_server_arguments, connect_options, servers
+from gearworks.cli.servers import add_server_arguments, connection_keywords, servers
 from gearworks.worker import AsyncWorker, Worker, WorkerJob
 
 __all__ = ["CommandHandler", "load_worker", "register"]
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give -f FUNCTION (one or more) and -- COMMAND, or --module MODULE:NAME")
         worker = AsyncWorker(
             servers(args),
-            options=connect_options(args),
+            **connection_keywords(args),
             concurrency=args.concurrency,
             client_id=args.client_id,
             prefix=args.prefix,

@@ -65,7 +65,8 @@ class AsyncClient(BaseClient):
     Args:
         servers: ``"host:port"``, ``"host"`` (port 4730), a Unix socket path, a list of them, or a comma-separated
             string; None reads ``$GEARMAN_SERVERS`` (default 127.0.0.1:4730).
-        options: see ClientOptions (prefix, exceptions, timeouts, TLS, keepalive, backoff, packet limit).
+        options: see ClientOptions: the connection keywords (``connect_timeout``, ``command_timeout``, TLS,
+            keepalive, packet limit) and prefix, exceptions, backoff.
 
     Use ``async with AsyncClient(...) as client`` or call ``await client.close()``.
     """
@@ -178,7 +179,7 @@ class AsyncClient(BaseClient):
         timeout = self._session.command_timeout or 30.0
 
         async def ask(address: ServerAddress) -> R:
-            async with AsyncAdmin(address, options=self.connect_options, timeout=timeout) as admin:
+            async with AsyncAdmin(address, command_timeout=timeout, **self._connection) as admin:
                 return await query(admin)
 
         servers = self.servers

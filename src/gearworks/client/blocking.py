@@ -46,7 +46,8 @@ class Client(BaseClient):
     Args:
         servers: ``"host:port"``, ``"host"`` (port 4730), a Unix socket path, a list of them, or a comma-separated
             string; None reads ``$GEARMAN_SERVERS`` (default 127.0.0.1:4730).
-        options: see ClientOptions (prefix, exceptions, timeouts, TLS, keepalive, backoff, packet limit).
+        options: see ClientOptions: the connection keywords (``connect_timeout``, ``command_timeout``, TLS,
+            keepalive, packet limit) and prefix, exceptions, backoff.
     """
 
     def __init__(
@@ -154,7 +155,7 @@ class Client(BaseClient):
         timeout = self._session.command_timeout or 30.0
         results: dict[ServerAddress, R] = {}
         for address in self.servers:
-            with Admin(address, options=self.connect_options, timeout=timeout) as admin:
+            with Admin(address, command_timeout=timeout, **self._connection) as admin:
                 results[address] = query(admin)
         return results
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import ssl
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from enum import Enum
-from typing import Any, TypedDict, Unpack
+from typing import Any, Unpack, cast
 
 from gearworks.client.jobs import (
     Call,
@@ -46,7 +45,7 @@ from gearworks.client.jobs import (
     WarningEvent,
 )
 from gearworks.client.routing import Router
-from gearworks.connection import ConnectOptions, ServerAddress, tls_context
+from gearworks.connection import ConnectionKeywords, RequestKeywords, ServerAddress, connect_options
 from gearworks.errors import (
     ConnectionLost,
     GearworksError,
@@ -695,32 +694,20 @@ class ClientSession:
             job._emit(StatusEvent(numerator, denominator))
 
 
-class ClientOptions(TypedDict, total=False):
-    """Keyword options of both clients' constructors.
+class ClientOptions(RequestKeywords, total=False):
+    """Keyword options of both clients' constructors: the connection keywords (``RequestKeywords``, including
+    ``command_timeout`` [30.0]), and (defaults in brackets):
 
-    prefix: namespace for function names (prefix + TAB + name), as Gearman::Client.
-    exceptions: ask every server for WORK_EXCEPTION packets (OPTION_REQ, re-sent after each reconnect).
-    connect_timeout: seconds to connect (TCP and TLS).
-    command_timeout: seconds a server may stay silent while a reply is due (None: forever).
-    keepalive: TCP keepalive probes on every connection; keepalive_idle: seconds idle before the first probe.
-    tls: an ``ssl.SSLContext``; or ca_file/cert_file/key_file to build one. server_hostname: name to verify.
-    max_packet_size: larger submissions raise ValueError before anything is sent.
-    backoff_initial, backoff_maximum: reconnect delays in seconds; backoff_max: failed attempts before a server
-        is disabled (None: never).
+    prefix: namespace for function names (prefix + TAB + name), as Gearman::Client [None].
+    exceptions: ask every server for WORK_EXCEPTION packets (OPTION_REQ, re-sent after each reconnect) [False].
+    backoff_initial, backoff_maximum: reconnect delays in seconds [0.1, 30.0]; backoff_max: failed attempts before a
+        server is disabled [90; None: never].
+
+    A submission over ``max_packet_size`` raises ValueError before anything is sent.
     """
 
     prefix: str | bytes | None
     exceptions: bool
-    connect_timeout: float
-    command_timeout: float | None
-    keepalive: bool
-    keepalive_idle: int
-    tls: ssl.SSLContext | None
-    ca_file: str | None
-    cert_file: str | None
-    key_file: str | None
-    server_hostname: str | None
-    max_packet_size: int
     backoff_initial: float
     backoff_maximum: float
     backoff_max: int | None
@@ -738,18 +725,12 @@ class BaseClient:
         servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
-        tls = options.get("tls")
-        if tls is None and (options.get("ca_file") or options.get("cert_file")):
-            tls = tls_context(options.get("ca_file"), options.get("cert_file"), options.get("key_file"))
-        max_packet_size = options.get("max_packet_size", DEFAULT_MAX_PACKET_SIZE)
-        self.connect_options = ConnectOptions(
-            connect_timeout=options.get("connect_timeout", 5.0),
-            keepalive=options.get("keepalive", True),
-            keepalive_idle=options.get("keepalive_idle", 60),
-            tls=tls,
-            server_hostname=options.get("server_hostname"),
-            max_packet_size=max_packet_size,
-        )
+        self.connect_options = connect_options(options)
+        connection = {key: value for key, value in options.items() if key in ConnectionKeywords.__optional_keys__}
+        self._connection = cast(ConnectionKeywords, connection)
+        """The connection keywords as given, for the admin clients of ``get_job_server_*``, with the TLS context
+        built once."""
+        self._connection["ssl_context"] = self.connect_options.tls
         router = Router(
             servers,
             prefix=options.get("prefix"),
@@ -761,7 +742,7 @@ class BaseClient:
             router,
             exceptions=options.get("exceptions", False),
             command_timeout=options.get("command_timeout", 30.0),
-            max_packet_size=max_packet_size,
+            max_packet_size=self.connect_options.max_packet_size,
         )
 
     def _now(self) -> float:

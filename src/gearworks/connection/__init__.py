@@ -2,6 +2,21 @@
 blocking drivers that move packets between a socket and the protocol core. No job logic lives here."""
 
 from gearworks.connection.address import DEFAULT_PORT, ServerAddress, parse_servers
-from gearworks.connection.options import ConnectOptions, tls_context
+from gearworks.connection.options import (
+    ConnectionKeywords,
+    ConnectOptions,
+    RequestKeywords,
+    connect_options,
+    tls_context,
+)
 
-__all__ = ["DEFAULT_PORT", "ConnectOptions", "ServerAddress", "parse_servers", "tls_context"]
+__all__ = [
+    "DEFAULT_PORT",
+    "ConnectOptions",
+    "ConnectionKeywords",
+    "RequestKeywords",
+    "ServerAddress",
+    "connect_options",
+    "parse_servers",
+    "tls_context",
+]

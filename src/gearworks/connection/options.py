@@ -1,14 +1,18 @@
-"""How to connect: timeouts, keepalive, TLS and the packet size limit, shared by every driver."""
+"""How to connect: timeouts, keepalive, TLS and the packet size limit, shared by every driver.
+
+The keywords are spelled once, here (``ConnectionKeywords``, ``RequestKeywords``): every client, worker and admin
+constructor takes them and turns them into one ``ConnectOptions`` with ``connect_options``."""
 
 from __future__ import annotations
 
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import TypedDict
 
 from gearworks.protocol import DEFAULT_MAX_PACKET_SIZE
 
-__all__ = ["ConnectOptions", "tls_context"]
+__all__ = ["ConnectOptions", "ConnectionKeywords", "RequestKeywords", "connect_options", "tls_context"]
 
 
 def tls_context(
@@ -65,3 +69,52 @@ class ConnectOptions:
                 option = getattr(socket, name, None)
                 if option is not None:
                     sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+class ConnectionKeywords(TypedDict, total=False):
+    """The connection keywords of ``Client``, ``AsyncClient``, ``Worker``, ``AsyncWorker``, ``Admin`` and
+    ``AsyncAdmin`` (defaults in brackets).
+
+    connect_timeout: seconds to establish TCP (and TLS) with a server [5.0].
+    keepalive: TCP keepalive probes on every connection [True]; keepalive_idle: seconds idle before the first [60].
+    ssl_context: a client ``ssl.SSLContext``: connect with TLS [None: plain TCP, unless a file below is given].
+    ca_file, cert_file, key_file: build the TLS context (``tls_context``): trust ``ca_file`` (else the system
+        store), present ``cert_file`` with ``key_file`` [None]; ignored when ``ssl_context`` is given.
+    server_hostname: the name the server certificate must carry [the address's host].
+    max_packet_size: the largest packet body sent or accepted [256 MiB].
+    """
+
+    connect_timeout: float
+    keepalive: bool
+    keepalive_idle: int
+    ssl_context: ssl.SSLContext | None
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+    server_hostname: str | None
+    max_packet_size: int
+
+
+class RequestKeywords(ConnectionKeywords, total=False):
+    """The connection keywords of the front-ends that wait for replies (clients and admin clients).
+
+    command_timeout: seconds a server may stay silent while a reply is due; the connection then counts as lost
+        [30.0 for clients, 10.0 for admin clients; None: wait forever].
+    """
+
+    command_timeout: float | None
+
+
+def connect_options(keywords: ConnectionKeywords) -> ConnectOptions:
+    """The ConnectOptions the keywords describe (defaults as ``ConnectionKeywords`` documents them)."""
+    context = keywords.get("ssl_context")
+    if context is None and (keywords.get("ca_file") or keywords.get("cert_file")):
+        context = tls_context(keywords.get("ca_file"), keywords.get("cert_file"), keywords.get("key_file"))
+    return ConnectOptions(
+        connect_timeout=keywords.get("connect_timeout", 5.0),
+        keepalive=keywords.get("keepalive", True),
+        keepalive_idle=keywords.get("keepalive_idle", 60),
+        tls=context,
+        server_hostname=keywords.get("server_hostname"),
+        max_packet_size=keywords.get("max_packet_size", DEFAULT_MAX_PACKET_SIZE),
+    )

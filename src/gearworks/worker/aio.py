@@ -14,14 +14,23 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Unpack, cast
 
-from gearworks.connection import ConnectOptions, ServerAddress
+from gearworks.connection import ServerAddress
 from gearworks.connection.aio import AsyncConnection, open_connection
 from gearworks.errors import ConnectionLost
 from gearworks.protocol import Decoder, Packet
 from gearworks.worker.job import WorkerJob
-from gearworks.worker.session import Handler, Outcome, Relay, ServerLink, WorkerBase, WorkerSession, call_handler
+from gearworks.worker.session import (
+    Handler,
+    Outcome,
+    Relay,
+    ServerLink,
+    WorkerBase,
+    WorkerOptions,
+    WorkerSession,
+    call_handler,
+)
 
 __all__ = ["AsyncWorker"]
 
@@ -66,19 +75,15 @@ class AsyncWorker(WorkerBase):
     """A Gearman worker for asyncio: up to ``concurrency`` jobs at once over one connection per server.
 
     Handlers are coroutine functions (run as tasks) or plain functions (run inline on the event loop: keep them
-    short, or hand blocking work to an executor). See ``WorkerBase`` for the shared arguments; ``options`` sets
-    connect timeouts, keepalive and TLS.
+    short, or hand blocking work to an executor). Arguments: see ``WorkerBase`` and ``WorkerOptions``.
     """
 
     def __init__(
         self,
         servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
-        *,
-        options: ConnectOptions | None = None,
-        **settings: Any,
+        **options: Unpack[WorkerOptions],
     ) -> None:
-        super().__init__(servers, **settings)
-        self.options = options or ConnectOptions()
+        super().__init__(servers, **options)
         self._connections: dict[ServerLink, AsyncConnection] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Event | None = None
@@ -169,9 +174,9 @@ class AsyncWorker(WorkerBase):
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
-            receiver = _LinkReceiver(self, link, self.options.max_packet_size)
+            receiver = _LinkReceiver(self, link, self.connect_options.max_packet_size)
             try:
-                connection = await open_connection(link.address, receiver, self.options)
+                connection = await open_connection(link.address, receiver, self.connect_options)
             except ConnectionLost as exc:
                 log.debug("connect to %s failed: %s", link.address, exc)
                 session.connect_failed(link, time.monotonic())

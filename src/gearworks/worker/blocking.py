@@ -23,9 +23,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from types import FrameType
-from typing import Any, Literal, cast
+from typing import Any, Literal, Unpack, cast
 
-from gearworks.connection import ConnectOptions, ServerAddress
+from gearworks.connection import ServerAddress
 from gearworks.connection.blocking import BlockingConnection
 from gearworks.errors import ConnectionLost, ProtocolError
 from gearworks.protocol import Decoder, Packet
@@ -36,6 +36,7 @@ from gearworks.worker.session import (
     Relay,
     ServerLink,
     WorkerBase,
+    WorkerOptions,
     call_handler,
     is_coroutine_handler,
 )
@@ -56,10 +57,9 @@ class Worker(WorkerBase):
             ``"thread"`` (the default otherwise), ``"process"`` (a process pool for CPU-bound handlers: handler,
             workload and result must pickle, and the handler gets a detached job that cannot send updates), or an
             ``Executor`` of yours.
-        options: connect timeouts, keepalive and TLS.
 
-    See ``WorkerBase`` for the other arguments. Handlers are plain functions (coroutine functions need
-    ``AsyncWorker``).
+    See ``WorkerBase`` and ``WorkerOptions`` for the other arguments. Handlers are plain functions (coroutine
+    functions need ``AsyncWorker``).
     """
 
     def __init__(
@@ -67,16 +67,14 @@ class Worker(WorkerBase):
         servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
         *,
         pool: Pool | None = None,
-        options: ConnectOptions | None = None,
-        **settings: Any,
+        **options: Unpack[WorkerOptions],
     ) -> None:
-        super().__init__(servers, **settings)
+        super().__init__(servers, **options)
         if pool is None:
             pool = "inline" if self.session.concurrency == 1 else "thread"
         if pool == "inline" and self.session.concurrency != 1:
             raise ValueError("an inline worker runs one job at a time: use concurrency=1 or a pool")
         self.pool = pool
-        self.options = options or ConnectOptions()
         self._connections: dict[ServerLink, tuple[BlockingConnection, Decoder]] = {}
         self._stop_request: bool | None = None  # None: keep going; True: drain; False: stop now
         self._outbox: deque[tuple[WorkerJob, list[bytes], int]] = deque()
@@ -213,13 +211,14 @@ class Worker(WorkerBase):
             delay = link.backoff.delay(now)
             if delay == 0:
                 try:
-                    connection = BlockingConnection.connect(link.address, self.options)
+                    connection = BlockingConnection.connect(link.address, self.connect_options)
                 except ConnectionLost as exc:
                     log.debug("connect to %s failed: %s", link.address, exc)
                     session.connect_failed(link, time.monotonic())
                     delay = link.backoff.delay(time.monotonic())
                 else:
-                    self._connections[link] = (connection, Decoder(max_packet_size=self.options.max_packet_size))
+                    decoder = Decoder(max_packet_size=self.connect_options.max_packet_size)
+                    self._connections[link] = (connection, decoder)
                     selector.register(connection, selectors.EVENT_READ, link)
                     session.connected(link)
                     self._write_ready()

@@ -37,9 +37,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Literal, NamedTuple, TypeVar, overload
+from typing import Any, Literal, NamedTuple, TypeVar, Unpack, overload
 
-from gearworks.connection import ServerAddress, parse_servers
+from gearworks.connection import ConnectionKeywords, ServerAddress, connect_options, parse_servers
 from gearworks.connection.backoff import Backoff
 from gearworks.protocol import Packet, PacketType, encode, encode_parts
 from gearworks.protocol.fields import name_bytes
@@ -57,6 +57,7 @@ __all__ = [
     "Relay",
     "ServerLink",
     "WorkerBase",
+    "WorkerOptions",
     "WorkerSession",
     "call_handler",
 ]
@@ -621,48 +622,62 @@ class WorkerSession:
             self._send(link, [link.grab] * count, (Owed.GRAB,) * count)
 
 
+class WorkerOptions(ConnectionKeywords, total=False):
+    """Keyword options of both workers' constructors: the connection keywords (``ConnectionKeywords``: timeouts,
+    TLS, keepalive, packet limit), and (defaults in brackets):
+
+    concurrency: jobs run at once, over all servers [1].
+    grab: ``"uniq"`` (GRAB_JOB_UNIQ), ``"all"`` (GRAB_JOB_ALL) or ``"job"`` (GRAB_JOB) ["uniq"].
+    client_id: shown by admin ``workers`` (SET_CLIENT_ID) [None].
+    prefix: prepended to every function name with a TAB, as the clients' ``prefix`` does [None].
+    exceptions: ask each server to forward exceptions (OPTION_REQ); a raise then sends WORK_EXCEPTION first [True].
+    encoder: turns non-bytes, non-str return values into payloads (e.g. ``json_encoder``) [None].
+    drain_timeout: seconds ``stop(drain=True)`` and SIGTERM/SIGINT wait for jobs in hand [30.0].
+    reconnect_delay, max_reconnect_delay: backoff after a server fails, exponential with jitter [0.1, 10.0].
+
+    No ``command_timeout``: a server answers a worker's GRABs at once, and a sleeping worker waits for NOOP as long
+    as it takes; keepalive finds a dead server.
+    """
+
+    concurrency: int
+    grab: GrabMode
+    client_id: str | bytes | None
+    prefix: str | bytes | None
+    exceptions: bool
+    encoder: Encoder | None
+    drain_timeout: float
+    reconnect_delay: float
+    max_reconnect_delay: float
+
+
 class WorkerBase:
     """The registration API both workers share; drivers add connecting and running. Call it before ``work()`` or
     from the thread running it.
 
     Args:
         servers: ``"host:port,host:port"``, a list, or None for ``$GEARMAN_SERVERS`` (else 127.0.0.1:4730).
-        concurrency: jobs run at once, over all servers.
-        grab: ``"uniq"`` (GRAB_JOB_UNIQ, the default), ``"all"`` (GRAB_JOB_ALL) or ``"job"`` (GRAB_JOB).
-        client_id: shown by admin ``workers`` (SET_CLIENT_ID).
-        prefix: prepended to every function name with a TAB, as the clients' ``prefix`` does.
-        exceptions: ask each server to forward exceptions (OPTION_REQ); a raise then sends WORK_EXCEPTION first.
-        encoder: turns non-bytes, non-str return values into payloads (e.g. ``json_encoder``).
-        drain_timeout: seconds ``stop(drain=True)`` and SIGTERM/SIGINT wait for jobs in hand.
-        reconnect_delay, max_reconnect_delay: backoff after a server fails (exponential, with jitter).
+        options: see ``WorkerOptions`` (concurrency, grab mode, client id, prefix, exceptions, encoder, drain and
+            reconnect timing, and the connection keywords).
     """
 
     def __init__(
         self,
         servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
-        *,
-        concurrency: int = 1,
-        grab: GrabMode = "uniq",
-        client_id: str | bytes | None = None,
-        prefix: str | bytes | None = None,
-        exceptions: bool = True,
-        encoder: Encoder | None = None,
-        drain_timeout: float = 30.0,
-        reconnect_delay: float = 0.1,
-        max_reconnect_delay: float = 10.0,
+        **options: Unpack[WorkerOptions],
     ) -> None:
+        self.connect_options = connect_options(options)
         self.session = WorkerSession(
             parse_servers(servers),
-            concurrency=concurrency,
-            grab=grab,
-            client_id=name_bytes(client_id),
-            prefix=name_bytes(prefix),
-            exceptions=exceptions,
-            encoder=encoder,
-            reconnect_delay=reconnect_delay,
-            max_reconnect_delay=max_reconnect_delay,
+            concurrency=options.get("concurrency", 1),
+            grab=options.get("grab", "uniq"),
+            client_id=name_bytes(options.get("client_id")),
+            prefix=name_bytes(options.get("prefix")),
+            exceptions=options.get("exceptions", True),
+            encoder=options.get("encoder"),
+            reconnect_delay=options.get("reconnect_delay", 0.1),
+            max_reconnect_delay=options.get("max_reconnect_delay", 10.0),
         )
-        self.drain_timeout = drain_timeout
+        self.drain_timeout = options.get("drain_timeout", 30.0)
 
     def _check_handler(self, handler: Handler) -> None:
         """Refuse handlers this front-end cannot run (overridden by drivers)."""

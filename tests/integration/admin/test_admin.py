@@ -216,7 +216,7 @@ def test_async_admin_errors_do_not_desynchronise_replies(gearmand: ServerProcess
 def test_a_silent_server_times_out_with_connection_lost(admin_factory: AdminFactory) -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
-        admin = admin_factory(f"127.0.0.1:{port}", timeout=0.2)
+        admin = admin_factory(f"127.0.0.1:{port}", command_timeout=0.2)
         with pytest.raises(ConnectionLost, match="did not answer"):
             admin.status()
         with pytest.raises(ConnectionLost, match="did not answer"):

@@ -81,7 +81,7 @@ def test_tls_with_an_ssl_context_and_server_hostname(
     context = tls_context(
         str(certificates / "ca.pem"), str(certificates / "client.pem"), str(certificates / "client.key")
     )
-    client = front(f"localhost:{tls_gearmand}", tls=context, server_hostname="localhost")
+    client = front(f"localhost:{tls_gearmand}", ssl_context=context, server_hostname="localhost")
     with RawWorker(gearmand.port, {b"echo": echo}):
         assert client.do("echo", b"hi") == b"hi"
 
@@ -112,7 +112,7 @@ def test_command_timeout_when_the_server_never_answers(silent_server: int, front
 
 
 def test_connect_timeout_when_the_tls_handshake_never_completes(silent_server: int, front: FrontFactory) -> None:
-    client = front(f"127.0.0.1:{silent_server}", ca_file=None, tls=tls_context(), connect_timeout=0.5)
+    client = front(f"127.0.0.1:{silent_server}", ca_file=None, ssl_context=tls_context(), connect_timeout=0.5)
     started = time.monotonic()
     with pytest.raises((ConnectionLost, NoServerAvailable), match=r"timed out|TimeoutError"):
         client.do("echo", b"x")
