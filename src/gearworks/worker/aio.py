@@ -21,16 +21,7 @@ from gearworks.connection.aio import AsyncConnection, open_connection
 from gearworks.errors import ConnectionLost
 from gearworks.protocol import Decoder, Packet
 from gearworks.worker.job import WorkerJob
-from gearworks.worker.session import (
-    Handler,
-    Outcome,
-    Relay,
-    ServerLink,
-    WorkerBase,
-    WorkerOptions,
-    WorkerSession,
-    call_handler,
-)
+from gearworks.worker.session import Handler, Outcome, Relay, ServerLink, WorkerBase, WorkerOptions, call_handler
 
 __all__ = ["AsyncWorker"]
 
@@ -95,7 +86,7 @@ class AsyncWorker(WorkerBase):
 
         Connections are opened here and closed on return; a server that fails is retried with backoff.
         """
-        session: WorkerSession = self.session
+        session = self.session
         loop = asyncio.get_running_loop()
         if self._finished is not None:
             raise RuntimeError("this worker is already working")
