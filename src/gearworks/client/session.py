@@ -700,8 +700,9 @@ class ClientOptions(RequestKeywords, total=False):
 
     prefix: namespace for function names (prefix + TAB + name), as Gearman::Client [None].
     exceptions: ask every server for WORK_EXCEPTION packets (OPTION_REQ, re-sent after each reconnect) [False].
-    backoff_initial, backoff_maximum: reconnect delays in seconds [0.1, 30.0]; backoff_max: failed attempts before a
-        server is disabled [90; None: never].
+    backoff_initial, backoff_maximum: reconnect delay in seconds after a failed attempt, doubling per failure up to
+        the cap, where a down server keeps being retried however long it is down [0.1, 30.0]; backoff_max: failed
+        attempts after which a server is disabled for good [None: never].
 
     A submission over ``max_packet_size`` raises ValueError before anything is sent.
     """
@@ -736,7 +737,7 @@ class BaseClient:
             prefix=options.get("prefix"),
             backoff_initial=options.get("backoff_initial", 0.1),
             backoff_maximum=options.get("backoff_maximum", 30.0),
-            backoff_max=options.get("backoff_max", 90),
+            backoff_max=options.get("backoff_max"),
         )
         self._session = ClientSession(
             router,
