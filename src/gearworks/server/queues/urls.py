@@ -4,7 +4,7 @@ key prefix of this server's jobs. Drivers for Redis and PostgreSQL are imported 
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from gearworks.server.queues.base import QueueStore
 from gearworks.server.queues.memory import MemoryStore
@@ -34,14 +34,15 @@ def store_kind(url: str) -> str:
 
 
 def _take_name(url: str, parameter: str) -> tuple[str, str | None]:
-    """``url`` without its ``parameter`` query argument, and that argument's value (None if absent)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    values = [value for key, value in query if key == parameter]
+    """``url`` without its ``parameter`` query argument, and that argument's value (None if absent). The rest of
+    the URL is kept as written (``urlunsplit`` would fold ``sqlite:////abs`` into ``sqlite://abs``)."""
+    base, _, query = url.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    values = [value for key, value in pairs if key == parameter]
     if not values:
         return url, None
-    rest = urlencode([(key, value) for key, value in query if key != parameter])
-    return urlunsplit(parts._replace(query=rest)), values[-1]
+    rest = urlencode([(key, value) for key, value in pairs if key != parameter])
+    return base + ("?" + rest if rest else ""), values[-1]
 
 
 def open_store(url: str, *, name: str | None = None, timeout: float = 5.0, owner: str | None = None) -> QueueStore:
@@ -64,7 +65,7 @@ def open_store(url: str, *, name: str | None = None, timeout: float = 5.0, owner
     url, given = _take_name(url, _NAME_PARAMETER[kind])
     name = name or given
     if kind == "sqlite":
-        path = url.split(":", 1)[1].split("?", 1)[0]
+        path = url.split(":", 1)[1]
         path = path[2:] if path.startswith("//") else path  # sqlite:///abs/path and sqlite:relative/path
         if not path:
             raise ValueError(f"no database path in queue URL {url!r} (expected sqlite:///path/to/queue.db)")
