@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.servers import ServerProcess, free_port, wait_for_port
@@ -50,10 +51,44 @@ def redis_process(*options: str, port: int | None = None) -> ServerProcess:
     return ServerProcess(argv, port, Path(tmp.name) / "server.log", _tmp=tmp)
 
 
+@dataclass
+class PostgresCluster:
+    """A private PostgreSQL cluster in a temporary directory: started, stopped (``pg_ctl stop -m MODE``, as an
+    operator or a crash would) and started again on the same port with the same data."""
+
+    ctl: list[str]
+    options: str
+    port: int
+    data: str
+    cwd: str
+    run_as: dict[str, object]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> str:
+        """Start the cluster; returns its connection URL once it accepts connections."""
+        self._ctl("-o", self.options, "start")
+        wait_for_port("127.0.0.1", self.port, 30)
+        return self.url
+
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m MODE``: ``fast`` disconnects every session, ``immediate`` is a crash."""
+        self._ctl("-m", mode, "stop", check=False)
+
+    def postmaster_pid(self) -> int:
+        """The postmaster's process id (first line of ``postmaster.pid``)."""
+        return int(Path(self.data, "postmaster.pid").read_text().split()[0])
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run([*self.ctl, *args], check=check, capture_output=True, cwd=self.cwd, **self.run_as)  # type: ignore[arg-type]
+
+
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[Callable[[], str]]:
+def postgres_server() -> Iterator[PostgresCluster]:
     """A private PostgreSQL cluster (initdb in a temporary directory, run as the ``postgres`` user when we are
-    root, as PostgreSQL requires). Yields a function that starts it (again) and returns its connection URL."""
+    root, as PostgreSQL requires), not started yet; always stopped and removed afterwards."""
     bindir = postgres_bin()
     if bindir is None:
         raise FileNotFoundError("initdb not found (Debian package postgresql)")
@@ -75,14 +110,16 @@ def postgres_cluster() -> Iterator[Callable[[], str]]:
     log = os.path.join(tmp, "server.log")
     ctl = [str(bindir / "pg_ctl"), "-D", data, "-l", log, "-w", "-t", "30"]
     options = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=on"
-
-    def start() -> str:
-        subprocess.run([*ctl, "-o", options, "start"], check=True, capture_output=True, cwd=tmp, **run_as)  # type: ignore[arg-type]
-        wait_for_port("127.0.0.1", port, 30)
-        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
-
+    cluster = PostgresCluster(ctl, options, port, data, tmp, run_as)
     try:
-        yield start
+        yield cluster
     finally:
-        subprocess.run([*ctl, "-m", "immediate", "stop"], check=False, capture_output=True, cwd=tmp, **run_as)  # type: ignore[arg-type]
+        cluster.stop("immediate")
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[Callable[[], str]]:
+    """``postgres_server()`` for callers that only start it: yields its ``start``."""
+    with postgres_server() as cluster:
+        yield cluster.start

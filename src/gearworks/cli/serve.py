@@ -14,8 +14,8 @@ from typing import Any
 from gearworks.errors import QueueError
 from gearworks.server.admin import VERBOSE_LEVELS
 from gearworks.server.app import ServerConfig, run
-from gearworks.server.queues.base import QueueStore
-from gearworks.server.queues.urls import open_store
+from gearworks.server.queues.base import QueueStore, node_id
+from gearworks.server.queues.urls import open_store, store_kind
 
 __all__ = ["register"]
 
@@ -50,24 +50,28 @@ def _verbose(value: str) -> str:
 
 
 def queue_store(args: argparse.Namespace) -> QueueStore:
-    """The store ``-q`` names: a URL, or gearmand's queue names with their options (PROTOCOL.md §8).
+    """The store ``-q`` names: a URL, or gearmand's queue names with their options (PROTOCOL.md §8), claimed for
+    this server (``--libsqlite3-table``, ``--redis-prefix``, ``--libpq-table`` pick the namespace).
 
     Raises:
         ValueError: an unknown queue or a missing option.
-        QueueError: the backend cannot be opened.
+        QueueError: the backend cannot be opened, or another live server owns it.
     """
     name = args.queue.lower()
+    if name in ("postgres", "libpq"):  # a libpq conninfo string, not a URL
+        from gearworks.server.queues.postgres import PostgresStore
+
+        table = {"table": args.libpq_table} if args.libpq_table else {}
+        return PostgresStore(args.libpq_conninfo, timeout=args.queue_timeout, owner=node_id(), **table)
+    url = args.queue
     if name == "libsqlite3":
         if not args.libsqlite3_db:
             raise ValueError("-q libsqlite3 needs --libsqlite3-db FILE")
-        return open_store("sqlite:" + os.path.abspath(args.libsqlite3_db))
-    if name == "redis":
-        return open_store(f"redis://{args.redis_server}:{args.redis_port}/0")
-    if name in ("postgres", "libpq"):
-        from gearworks.server.queues.postgres import PostgresStore
-
-        return PostgresStore(args.libpq_conninfo)
-    return open_store(args.queue)
+        url = "sqlite:" + os.path.abspath(args.libsqlite3_db)
+    elif name == "redis":
+        url = f"redis://{args.redis_server}:{args.redis_port}/0"
+    namespace = {"sqlite": args.libsqlite3_table, "redis": args.redis_prefix, "postgres": args.libpq_table}
+    return open_store(url, name=namespace.get(store_kind(url)), timeout=args.queue_timeout, owner=node_id())
 
 
 class _ConfigFile(argparse.Action):
@@ -165,10 +169,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "redis://HOST:PORT/DB, postgresql://USER@HOST:PORT/DB; or gearmand's libsqlite3, redis, Postgres "
         "with the options below",
     )
+    add(
+        "--queue-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="longest a durable-queue call may take (statement, lock wait, socket) before its submitters get "
+        "ERROR QUEUE_ERROR (default 5)",
+    )
     add("--libsqlite3-db", metavar="FILE", help="-q libsqlite3: the database file")
+    add("--libsqlite3-table", metavar="TABLE", help="SQLite table of this server's jobs (default gearworks_jobs)")
     add("--redis-server", metavar="HOST", default="127.0.0.1", help="-q redis: the Redis host")
     add("--redis-port", metavar="PORT", type=int, default=6379, help="-q redis: the Redis port")
+    add("--redis-prefix", metavar="PREFIX", help="Redis key prefix of this server's jobs (default gearworks)")
     add("--libpq-conninfo", metavar="CONNINFO", default="", help="-q Postgres: libpq connection string")
+    add("--libpq-table", metavar="TABLE", help="PostgreSQL table of this server's jobs (default gearworks_jobs)")
     add("-t", "--threads", type=int, default=0, help="accepted for gearmand compatibility; ignored")
     add("--allow-remote-shutdown", action="store_true", help="accept admin shutdown from non-loopback peers")
     parser.set_defaults(handler=serve)

@@ -35,6 +35,8 @@ log = logging.getLogger("gearworks.server")
 
 VERSION = f"1.1.20+gearworks.{__version__}"
 """What admin ``version`` prints: the gearmand release whose behaviour is reproduced, then ours."""
+SHUTDOWN_WAIT = 2.0
+"""Seconds a stopping server waits for the durable queue's last write: a hung store must not hold SIGTERM."""
 ANNOUNCE = {"announce": True}
 """``extra`` for log records written whatever the ``--verbose`` level (where the server listens)."""
 
@@ -143,6 +145,8 @@ class JobServer:
             log.info("restored %d background jobs from the %s queue", restored, config.queue_type)
         if self.board.dead:
             log.info("%d dead letters in the %s queue", len(self.board.dead), config.queue_type)
+        if self.hub.commit is not None:
+            self.hub.commit.start()  # the store belongs to the writer thread from here on
         context = tls_context(config) if config.ssl else None
         if config.port >= 0:
             host = config.host or None
@@ -197,7 +201,8 @@ class JobServer:
             await self.close()
 
     async def close(self) -> None:
-        """Close listeners and connections, remove the Unix socket file, close the store."""
+        """Close listeners and connections, remove the Unix socket file, close the store (waiting at most
+        ``SHUTDOWN_WAIT`` seconds for its last write)."""
         for listener in self.listeners:
             listener.close()
         self.hub.close()
@@ -206,9 +211,9 @@ class JobServer:
             _remove_stale_socket(self.config.unix_socket)
         commit = self.hub.commit
         if commit is not None:
-            await commit.flush()  # whatever was acknowledged or is being written reaches the store
-            commit.close()
-        self.config.store.close()
+            await commit.close(SHUTDOWN_WAIT)  # what is staged or being written reaches the store, if it answers
+        else:
+            self.config.store.close()
 
 
 def _join_host_port(host: str, port: int) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import require
-from tests.datastores import REDIS_SERVER, postgres_bin, postgres_cluster, redis_process
+from tests.datastores import REDIS_SERVER, PostgresCluster, postgres_bin, postgres_server, redis_process
 from tests.servers import ServerProcess
 
 
@@ -23,9 +23,17 @@ def redis_server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """The URL of a private PostgreSQL cluster made with initdb in a temporary directory."""
+def postgres() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster made with initdb in a temporary directory, running (a test that stops it
+    starts it again)."""
     if postgres_bin() is None:
         pytest.skip("initdb not installed (Debian package postgresql)")
-    with postgres_cluster() as start:
-        yield start()
+    with postgres_server() as cluster:
+        cluster.start()
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres: PostgresCluster) -> str:
+    """The URL of the private PostgreSQL cluster."""
+    return postgres.url

@@ -176,3 +176,22 @@ def test_record_packing_round_trips_and_rejects_corruption() -> None:
     assert unpack_job(dead.handle, pack_job(dead)) == dead
     with pytest.raises(QueueError, match="corrupt"):
         unpack_job(b"H:x:1", b"too\0few")
+
+
+def test_table_in_the_url_names_the_servers_namespace(tmp_path: Path, postgres_url: str) -> None:
+    import psycopg
+
+    store = open_store(f"sqlite:///{tmp_path}/q.db?table=east")
+    store.apply([job(1)], [])
+    store.close()
+    with sqlite3.connect(tmp_path / "q.db") as db:
+        assert db.execute("SELECT count(*) FROM east").fetchone() == (1,)
+    store = open_store(f"{postgres_url}?table=east")
+    try:
+        store.apply([job(1)], [])
+        with psycopg.connect(postgres_url) as db:
+            assert db.execute("SELECT count(*) FROM east").fetchone() == (1,)
+    finally:
+        store.close()
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("DROP TABLE east, east_dead")

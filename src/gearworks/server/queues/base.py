@@ -5,16 +5,24 @@ store in one ``apply`` call, before that turn's replies are written: a durable s
 jobs safe, so JOB_CREATED is never sent for a job a crash could lose. ``load`` gives them back at start-up.
 Jobs handed out ``--job-retries`` times without finishing are buried in a separate dead-letter store (``buried``,
 ``unburied``, ``load_dead``) in the same transactions.
+Every call but ``load`` at start-up comes from one writer thread (``server/persistence.py``), and each is bounded by
+the store's timeout, so a hung backend costs QUEUE_ERROR replies, never a frozen server.
+
+One owner per store: a durable store opened with an ``owner`` claims its table (or key prefix) for that server
+(a file lock, an advisory lock, a lock key) and refuses to open when another live server holds it. ``owner=None``
+opens without claiming, for tools that only look, and for servers that will share a store by agreement (#17).
 Backends live next to this module; none may touch the board or sockets.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["QueueStore", "StoredJob"]
+__all__ = ["QueueStore", "StoredJob", "node_id", "node_is_gone"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +71,36 @@ class QueueStore(Protocol):
         (a dead letter requeued, or a job buried again, within one batch).
 
         Raises:
-            QueueError: the write failed. The server logs it and keeps the jobs in memory; their JOB_CREATED
-                replies are already queued (answering them with QUEUE_ERROR instead is left to the durable
-                backends' issue).
+            QueueError: the write failed or timed out (the store's ``timeout``). The submitters of the batch's new
+                jobs get ERROR QUEUE_ERROR; its other changes are kept and written again later.
         """
         ...
 
-    def close(self) -> None:
-        """Release connections and files."""
+    def heartbeat(self) -> None:
+        """Called about once a second between writes: renew an owner lock, notice a lost connection and reconnect
+        before the next write needs it. Never raises (failures are logged and retried at the next heartbeat)."""
         ...
+
+    def close(self) -> None:
+        """Release connections and files (and the owner claim)."""
+        ...
+
+
+def node_id() -> str:
+    """This server as an owner claim names it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def node_is_gone(owner: str) -> bool:
+    """Whether ``owner`` (a ``node_id``) names a process of this host that no longer exists: its claim is stale (a
+    server killed with SIGKILL and restarted before its lock key expired)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -32,5 +32,8 @@ class MemoryStore:
     ) -> None:
         """Nothing to write."""
 
+    def heartbeat(self) -> None:
+        """Nothing to keep alive."""
+
     def close(self) -> None:
         """Nothing to release."""

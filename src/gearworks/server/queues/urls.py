@@ -1,42 +1,81 @@
 """Choosing a queue store from ``--queue URL``: ``memory`` (or gearmand's ``builtin``), ``sqlite:///path``,
-``redis://host:port/db``, ``postgresql://...``. Drivers for Redis and PostgreSQL are imported only when asked for."""
+``redis://host:port/db``, ``postgresql://...``; ``?table=NAME`` (SQL) or ``?prefix=NAME`` (Redis) picks the table or
+key prefix of this server's jobs. Drivers for Redis and PostgreSQL are imported only when asked for."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from gearworks.server.queues.base import QueueStore
 from gearworks.server.queues.memory import MemoryStore
 
-__all__ = ["open_store"]
+__all__ = ["open_store", "store_kind"]
+
+_KINDS = {
+    "memory": "memory", "builtin": "memory", "": "memory", "sqlite": "sqlite",
+    "redis": "redis", "rediss": "redis", "unix": "redis", "postgresql": "postgres", "postgres": "postgres",
+}  # fmt: skip
+_NAME_PARAMETER = {"sqlite": "table", "redis": "prefix", "postgres": "table"}
 
 
-def open_store(url: str) -> QueueStore:
-    """Open the store ``url`` names.
+def store_kind(url: str) -> str:
+    """``memory``, ``sqlite``, ``redis`` or ``postgres``: which backend ``url`` names.
 
     Raises:
-        ValueError: an unknown scheme or a missing path.
-        QueueError: the backend could not be opened or reached.
+        ValueError: an unknown scheme.
     """
     scheme = urlsplit(url).scheme.lower() if "://" in url or url.startswith("sqlite:") else url.lower()
-    if scheme in ("memory", "builtin", ""):
+    kind = _KINDS.get(scheme)
+    if kind is None:
+        raise ValueError(
+            f"unknown queue {url!r}: expected memory, sqlite:///PATH, redis://HOST:PORT/DB or postgresql://..."
+        )
+    return kind
+
+
+def _take_name(url: str, parameter: str) -> tuple[str, str | None]:
+    """``url`` without its ``parameter`` query argument, and that argument's value (None if absent). The rest of
+    the URL is kept as written (``urlunsplit`` would fold ``sqlite:////abs`` into ``sqlite://abs``)."""
+    base, _, query = url.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    values = [value for key, value in pairs if key == parameter]
+    if not values:
+        return url, None
+    rest = urlencode([(key, value) for key, value in pairs if key != parameter])
+    return base + ("?" + rest if rest else ""), values[-1]
+
+
+def open_store(url: str, *, name: str | None = None, timeout: float = 5.0, owner: str | None = None) -> QueueStore:
+    """Open the store ``url`` names.
+
+    Args:
+        url: the queue URL.
+        name: the table (SQL) or key prefix (Redis) of this server's jobs; overrides the URL's ``?table=`` /
+            ``?prefix=``; the store's default when neither is given.
+        timeout: seconds any store call may take before it fails with QueueError.
+        owner: the server claiming the store (``node_id()``); None opens it unclaimed.
+
+    Raises:
+        ValueError: an unknown scheme, a missing path, a bad table name.
+        QueueError: the backend could not be opened or reached, or another live server owns it.
+    """
+    kind = store_kind(url)
+    if kind == "memory":
         return MemoryStore()
-    if scheme == "sqlite":
+    url, given = _take_name(url, _NAME_PARAMETER[kind])
+    name = name or given
+    if kind == "sqlite":
         path = url.split(":", 1)[1]
         path = path[2:] if path.startswith("//") else path  # sqlite:///abs/path and sqlite:relative/path
         if not path:
             raise ValueError(f"no database path in queue URL {url!r} (expected sqlite:///path/to/queue.db)")
         from gearworks.server.queues.sqlite import SQLiteStore
 
-        return SQLiteStore(path)
-    if scheme in ("redis", "rediss", "unix"):
+        return SQLiteStore(path, timeout=timeout, owner=owner, **({"table": name} if name else {}))
+    if kind == "redis":
         from gearworks.server.queues.redis import RedisStore
 
-        return RedisStore(url)
-    if scheme in ("postgresql", "postgres"):
-        from gearworks.server.queues.postgres import PostgresStore
+        return RedisStore(url, timeout=timeout, owner=owner, **({"prefix": name} if name else {}))
+    from gearworks.server.queues.postgres import PostgresStore
 
-        return PostgresStore(url)
-    raise ValueError(
-        f"unknown queue {url!r}: expected memory, sqlite:///PATH, redis://HOST:PORT/DB or postgresql://..."
-    )
+    return PostgresStore(url, timeout=timeout, owner=owner, **({"table": name} if name else {}))
