@@ -160,6 +160,10 @@ class Decoder:
         else:
             self._buf += buf[consumed:]
 
+    def discard(self) -> None:
+        """Drop whatever is buffered at once (the connection is gone): a partial body may be hundreds of MiB."""
+        self._buf = bytearray()
+
     def close(self) -> None:
         """Declare the end of the stream.
 
