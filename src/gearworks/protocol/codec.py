@@ -184,6 +184,10 @@ class Decoder:
         elif self._pos < len(source):
             self._buf = bytearray(source[self._pos :])
 
+    def discard(self) -> None:
+        """Drop whatever is buffered at once (the connection is gone): a partial body may be hundreds of MiB."""
+        self._buf = bytearray()
+
     def close(self) -> None:
         """Declare the end of the stream.
 

@@ -110,7 +110,7 @@ class AdminCommands:
     def _workers(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
         lines = []
         for each in self.board.peers:
-            names = b"".join(b" " + function.name for function, _ in reversed(each.abilities))
+            names = b"".join(b" " + function.name for function in reversed(each.abilities))
             lines.append(b"%d %s %s :%s" % (each.fd, each.host, each.client_id, names))
         return format_block(lines), _NONE
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import ssl
 import stat
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from gearworks.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from gearworks.server.admin import AdminAction, AdminCommands
 from gearworks.server.board import Board
 from gearworks.server.connections import Hub, SocketOptions
+from gearworks.server.heap import keep_large_buffers
 from gearworks.server.jobs import HandleFactory
 from gearworks.server.queues.base import QueueStore
 from gearworks.server.queues.memory import MemoryStore
@@ -263,26 +262,8 @@ async def _main(config: ServerConfig) -> int:
     return 0
 
 
-def _keep_large_buffers() -> None:
-    """Let glibc keep freed large buffers instead of unmapping them.
-
-    By default every allocation of 128 KiB or more (each large payload's bytes) is a fresh mmap whose pages are
-    faulted in and unmapped again when freed: profiling 1 MiB jobs showed page faults as the largest cost. Raising
-    the mmap and trim thresholds serves them from the heap. A no-op where glibc's mallopt is missing.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, 32 * 1024 * 1024)
-    mallopt(m_trim_threshold, 128 * 1024 * 1024)
-
-
 def run(config: ServerConfig) -> int:
     """Run a job server in this process until it is stopped; returns the exit status."""
-    _keep_large_buffers()
+    keep_large_buffers()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_main(config))

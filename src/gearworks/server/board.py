@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
@@ -135,7 +136,7 @@ class Board:
             return
         del self.peers[peer]
         self.holding.discard(peer)
-        self._drop_abilities(peer, None)
+        dropped = self._drop_abilities(peer, None)
         for job in list(peer.running):
             self._requeue(job)
         for job in peer.waiting:
@@ -146,43 +147,66 @@ class Board:
             if job.clients is None and not job.background and job.state is not _RUNNING:
                 self.finish(job)
         peer.waiting = {}
+        for function in dropped:
+            self._forget_if_unused(function)
 
     # -- functions and abilities ---------------------------------------------------------------------------
 
     def function(self, name: bytes) -> Function[Peer]:
-        """The function called ``name``, created on first use (they are never removed implicitly, §3.2)."""
+        """The function called ``name``, created on first use (§3.2)."""
         function = self.functions.get(name)
         if function is None:
             function = self.functions[name] = Function(name)
         return function
 
+    def _forget_if_unused(self, function: Function[Peer]) -> None:
+        """Forget a function with no worker, no job and no admin maxqueue cap, when its last worker or job goes
+        (gearmand keeps every name it ever saw: 200,000 names held 573 MB for good, #19 item 5). Only such
+        transitions forget: a function made by admin ``create function``, or whose cap is lifted, stays until then."""
+        functions = self.functions
+        # ``is function``: already forgotten when a requeue that failed the job finished it first.
+        if (
+            not function.workers
+            and function.maxqueue is None
+            and not function.total
+            and functions.get(function.name) is function
+        ):
+            del functions[function.name]
+
     def can_do(self, peer: Peer, name: bytes, timeout: float = 0.0) -> None:
-        """Register an ability; duplicates count twice, as in gearmand (PROTOCOL.md §3.8)."""
+        """Register an ability. Abilities are a set: registering a function again makes it the newest with this
+        timeout, where gearmand lists and counts it twice (README, Compatibility; #19 item 6)."""
         function = self.function(name)
-        peer.abilities.append((function, timeout))
-        function.workers.append(peer)
+        abilities = peer.abilities
+        if function in abilities:
+            del abilities[function]
+        abilities[function] = timeout
+        function.workers[peer] = None
         if peer.sleep is _ASLEEP:
             function.sleepers[peer] = None
 
     def cant_do(self, peer: Peer, name: bytes | None) -> None:
-        """Drop the registrations of ``name`` (all if None) and requeue the peer's jobs of those functions."""
+        """Drop the ability ``name`` (all if None) and requeue the peer's jobs of the functions dropped."""
         dropped = self._drop_abilities(peer, name)
-        for job in list(peer.running):
-            if job.function in dropped:
-                self._requeue(job)
-
-    def _drop_abilities(self, peer: Peer, name: bytes | None) -> set[Function[Peer]]:
-        dropped: set[Function[Peer]] = set()
-        kept: list[tuple[Function[Peer], float]] = []
-        for ability in peer.abilities:
-            function = ability[0]
-            if name is None or function.name == name:
-                dropped.add(function)
-            else:
-                kept.append(ability)
-        peer.abilities = kept
+        if dropped and peer.running:
+            for job in list(peer.running):
+                if job.function in dropped:
+                    self._requeue(job)
         for function in dropped:
-            function.workers = [worker for worker in function.workers if worker is not peer]
+            self._forget_if_unused(function)
+
+    def _drop_abilities(self, peer: Peer, name: bytes | None) -> dict[Function[Peer], float]:
+        """Remove abilities from the peer and the peer from their functions; returns what was removed."""
+        abilities = peer.abilities
+        if name is None:
+            dropped, peer.abilities = abilities, {}
+        else:
+            function = self.functions.get(name)
+            if function is None or function not in abilities:
+                return {}
+            dropped = {function: abilities.pop(function)}
+        for function in dropped:
+            del function.workers[peer]
             function.sleepers.pop(peer, None)
         return dropped
 
@@ -211,7 +235,7 @@ class Board:
         function = self.functions.get(name) or self.function(name)
         key = unique_key(unique, workload)
         if key is not None:
-            job = function.uniques.get(key)
+            job = function.by_unique(key)
             if job is not None:
                 if client is not None:
                     self._attach(job, client)
@@ -225,7 +249,7 @@ class Board:
         )
         self.jobs[handle] = job
         if key is not None:
-            function.uniques[key] = job
+            function.index_unique(key, job)
         if client is not None:
             self._attach(job, client)
         if background and self._collect:
@@ -249,7 +273,10 @@ class Board:
     def _enqueue(self, job: Job[Peer]) -> None:
         job.state = _QUEUED
         function = job.function
-        function.queues[job.priority].append(job)
+        queues = function.queues
+        if not queues:
+            function.queues = queues = (deque(), deque(), deque())
+        queues[job.priority].append(job)
         function.counts[job.priority] += 1
         if function.sleepers:
             self._wake(function)
@@ -278,12 +305,12 @@ class Board:
 
     def _unsleep(self, peer: Peer) -> None:
         peer.sleep = _AWAKE
-        for function, _ in peer.abilities:
+        for function in peer.abilities:
             function.sleepers.pop(peer, None)
 
     def runnable(self, peer: Peer) -> bool:
         """Whether a job is waiting that ``peer`` can do."""
-        for function, _ in peer.abilities:
+        for function in peer.abilities:
             counts = function.counts
             if counts[0] or counts[1] or counts[2]:
                 return True
@@ -295,7 +322,7 @@ class Board:
             peer.send(_NOOP, b"")
             return True
         peer.sleep = _ASLEEP
-        for function, _ in peer.abilities:
+        for function in peer.abilities:
             function.sleepers[peer] = None
         return False
 
@@ -306,8 +333,7 @@ class Board:
         if peer.sleep is _ASLEEP:
             self._unsleep(peer)
         abilities = peer.abilities
-        for index in range(len(abilities) - 1, -1, -1):
-            function, timeout = abilities[index]
+        for function, timeout in reversed(abilities.items()):
             counts = function.counts
             if not (counts[0] or counts[1] or counts[2]):
                 continue
@@ -326,7 +352,8 @@ class Board:
                         job.deadline = deadline = now + timeout
                         self._push_timeout(deadline, job)
                     if self.round_robin:
-                        abilities.insert(0, abilities.pop(index))
+                        # The function served is tried last next time: first in the dict, as the oldest.
+                        peer.abilities = {function: timeout, **abilities}
                     return job
         return None
 
@@ -402,8 +429,8 @@ class Board:
             )  # fmt: skip
             self.jobs[each] = job
             key = unique_key(dead.unique, dead.workload)
-            if key is not None:
-                function.uniques.setdefault(key, job)
+            if key is not None and function.by_unique(key) is None:
+                function.index_unique(key, job)
             if self._collect:
                 self._added.append(job)
             self._enqueue(job)
@@ -445,13 +472,15 @@ class Board:
         job.state = _GONE
         del self.jobs[job.handle]
         key = unique_key(job.unique, job.workload)
-        if key is not None and function.uniques.get(key) is job:
-            del function.uniques[key]
+        if key is not None:
+            function.unindex_unique(key, job)
         if job.clients is not None:
             for client in job.clients:
                 client.waiting.pop(job, None)
         if job.background and self._collect:
             self._removed.append(job.handle)
+        if not function.workers:
+            self._forget_if_unused(function)
 
     def cancel(self, handle: bytes) -> bool:
         """Admin ``cancel job``: fail and forget the job; a worker's later results get JOB_NOT_FOUND (§6.1 #9)."""
@@ -560,7 +589,7 @@ class Board:
             self.jobs[record.handle] = job
             key = unique_key(record.unique, record.workload)
             if key is not None:
-                function.uniques[key] = job
+                function.index_unique(key, job)
             if record.when > now:
                 job.state = _DELAYED
                 function.delayed += 1
@@ -579,7 +608,7 @@ class Board:
         found: Job[Peer] | None = None
         newest = -1
         for function in self.functions.values():
-            job = function.uniques.get(unique)
+            job = function.by_unique(unique)
             if job is not None:
                 number = _handle_number(job.handle)
                 if number > newest:

@@ -30,6 +30,7 @@ from gearworks.protocol.packets import REQ, Packet, PacketType
 from gearworks.server.admin import AdminAction, AdminCommands
 from gearworks.server.board import Board
 from gearworks.server.dispatch import packet_table
+from gearworks.server.heap import release_free_memory
 from gearworks.server.jobs import Job
 from gearworks.server.peers import Peer
 from gearworks.server.persistence import GroupCommit
@@ -44,6 +45,8 @@ _NO_ACTION = AdminAction.NONE
 _time = time.time
 MAX_WRITE_BACKLOG = 50_000
 """Jobs waiting for the durable queue beyond which the server stops reading requests until it catches up."""
+RELEASE_AFTER = 1024 * 1024
+"""A connection lost with this much of a message buffered hands the heap's free memory back to the system."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +211,8 @@ class Connection(asyncio.Protocol):
         self.peer: Peer
         self.closing = False
         """Reading has stopped; the transport closes once the pending output (the reason included) is written."""
+        self.half_closed = False
+        """The peer shut down its sending side: the transport closes once nothing it waits on is left."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Set socket options, describe the peer, register it with the board."""
@@ -285,8 +290,20 @@ class Connection(asyncio.Protocol):
                 transport.writelines(out)  # a large payload goes out as its own buffer, uncopied
             else:
                 transport.write(b"".join(out))
-        if self.closing:
+        if self.closing or (self.half_closed and not self._waits()):
             transport.close()
+
+    def _waits(self) -> bool:
+        """Whether the peer still waits on a job's result or a held JOB_CREATED."""
+        peer = self.peer
+        return bool(peer.waiting or peer.held)
+
+    def eof_received(self) -> bool:
+        """The peer half-closed (SHUT_WR) after its last request: keep the socket open for the results of the jobs
+        it waits on (returning True), closing after the last one; TLS cannot half-close, so it closes at once."""
+        self.half_closed = True
+        transport = self.transport
+        return transport is not None and transport.get_extra_info("sslcontext") is None and self._waits()
 
     def pause_writing(self) -> None:
         """The peer is not reading its replies: stop reading its requests until it catches up."""
@@ -307,6 +324,9 @@ class Connection(asyncio.Protocol):
         hub.connections.pop(peer, None)
         hub.board.disconnect(peer)
         peer.discard()
+        if self.decoder.buffered >= RELEASE_AFTER:
+            self.decoder.discard()
+            release_free_memory()
         hub.flush()
         log.debug("closed %s", peer.address)
 

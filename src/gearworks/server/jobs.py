@@ -138,7 +138,9 @@ class Function(Generic[P]):
     """One function name: its queues, the peers registered for it and those asleep, its maxqueue caps.
 
     ``counts`` are live queued jobs per priority (tombstones excluded); ``delayed`` are epoch jobs not yet due,
-    reported as queued normal jobs like gearmand does.
+    reported as queued normal jobs like gearmand does. A function nobody ever queued a job for has no queues yet
+    (``()``, three deques cost 2.3 KB) and no unique index: a worker may register many names it never gets work
+    for (#19 item 5).
     """
 
     __slots__ = (
@@ -156,18 +158,38 @@ class Function(Generic[P]):
 
     def __init__(self, name: bytes) -> None:
         self.name = name
-        self.queues: tuple[deque[Job[P]], deque[Job[P]], deque[Job[P]]] = (deque(), deque(), deque())
+        self.queues: tuple[deque[Job[P]], deque[Job[P]], deque[Job[P]]] | tuple[()] = ()
         self.counts = [0, 0, 0]
         self.delayed = 0
         self.running = 0
         self.tombstones = 0
-        self.workers: list[P] = []
+        self.workers: dict[P, None] = {}
         self.sleepers: dict[P, None] = {}
-        self.uniques: dict[bytes, Job[P]] = {}
+        self.uniques: dict[bytes, Job[P]] | None = None
+        """Live jobs by ``unique_key``; None until a job with a unique comes."""
         self.maxqueue: tuple[int, int, int] | None = None
 
     def __repr__(self) -> str:
         return f"<Function {self.name!r}>"
+
+    def by_unique(self, key: bytes) -> Job[P] | None:
+        """The live job indexed under ``key``, if any."""
+        uniques = self.uniques
+        return None if uniques is None else uniques.get(key)
+
+    def index_unique(self, key: bytes, job: Job[P]) -> None:
+        """Index ``job`` under ``key`` (replacing what was there)."""
+        uniques = self.uniques
+        if uniques is None:
+            self.uniques = {key: job}
+        else:
+            uniques[key] = job
+
+    def unindex_unique(self, key: bytes, job: Job[P]) -> None:
+        """Remove ``key`` from the index if it still points at ``job``."""
+        uniques = self.uniques
+        if uniques is not None and uniques.get(key) is job:
+            del uniques[key]
 
     def sweep(self) -> None:
         """Drop the tombstones of cancelled and abandoned jobs from the queues (they would otherwise stay until a
@@ -186,6 +208,11 @@ class Function(Generic[P]):
     def idle(self) -> bool:
         """No job, no registration: safe to drop."""
         return not self.workers and not self.total
+
+    @property
+    def unused(self) -> bool:
+        """Idle and without an admin maxqueue cap: nothing would be lost by forgetting it."""
+        return not self.workers and self.maxqueue is None and not self.total
 
 
 def unique_key(unique: bytes, workload: bytes) -> bytes | None:

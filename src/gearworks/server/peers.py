@@ -41,8 +41,8 @@ _AWAKE = SleepState.AWAKE
 
 
 class Peer(Outbox["bytes | Job[Peer]"]):
-    """One connection's state: its abilities (function → CAN_DO_TIMEOUT seconds, registration order), sleep state,
-    jobs it runs and waits on, client id and options, and its output."""
+    """One connection's state: its abilities (function → CAN_DO_TIMEOUT seconds, oldest registration first; a set,
+    so duplicates cost nothing), sleep state, jobs it runs and waits on, client id and options, and its output."""
 
     __slots__ = (
         "__weakref__",  # one per connection: lets tests and tools check that a closed peer is gone
@@ -73,7 +73,7 @@ class Peer(Outbox["bytes | Job[Peer]"]):
         self.host = host
         self.address = address
         self.local = local
-        self.abilities: list[tuple[Function[Peer], float]] = []
+        self.abilities: dict[Function[Peer], float] = {}
         self.client_id = b"-"
         self.exceptions = False
         self.sleep = _AWAKE

@@ -49,7 +49,7 @@ def check(board: Board) -> None:
             queued[priority] = sum(1 for job in queue if job.state is JobState.QUEUED)
         assert queued == function.counts
         assert function.running == sum(1 for job in jobs.values() if job.function is function and job.worker)
-        for job in function.uniques.values():
+        for job in (function.uniques or {}).values():
             assert jobs[job.handle] is job
     for job in jobs.values():
         assert job.state is not JobState.GONE

@@ -1,10 +1,11 @@
-"""The asyncio driver around the board, over a socketpair in one process: what a closed connection leaves behind."""
+"""The asyncio driver around the board, over loopback sockets in one process: what a closed connection leaves."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import socket
+import struct
 import weakref
 from collections.abc import Iterator
 
@@ -31,7 +32,10 @@ def no_gc() -> Iterator[None]:
 
 
 async def _accept(hub: Hub) -> tuple[Connection, socket.socket]:
-    ours, theirs = socket.socketpair()
+    """A loopback TCP connection whose server side is a ``Connection`` of ``hub``; returns it and the client end."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        theirs = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
     theirs.setblocking(False)
     _, connection = await asyncio.get_running_loop().connect_accepted_socket(hub.connection, ours)
     assert isinstance(connection, Connection)
@@ -64,6 +68,8 @@ async def _closed_connections_leave_nothing() -> None:
     refs = [weakref.ref(each) for each in (client, worker, client.peer, worker.peer)]
     del client, worker
     for sock in (worker_sock, client_sock):
+        # A reset, not a FIN: a FIN could be a half-close, after which the waiting client is kept for its result.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
     for _ in range(200):
         if not hub.connections:
