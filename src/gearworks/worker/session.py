@@ -672,7 +672,7 @@ class WorkerBase:
         servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
         **options: Unpack[WorkerOptions],
     ) -> None:
-        self.connect_options = connect_options(options)
+        self.connect_options = connect_options(options, WorkerOptions, type(self).__name__)
         self.session = WorkerSession(
             parse_servers(servers),
             concurrency=options.get("concurrency", 1),
