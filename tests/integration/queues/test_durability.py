@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gearworks.admin import Admin, DeadLetter
-from gearworks.protocol import Decoder, Packet, PacketType, encode
+from gearworks.protocol import RES, Decoder, Packet, PacketType, encode
 from tests.integration.server_wire import abandon
 from tests.servers import ServerProcess, gearworks_process
 
@@ -164,6 +164,28 @@ def test_unique_keys_coalesce_and_epoch_jobs_wait_after_a_restart(queue_url: str
         assert drain(server.port, b"ep", idle=0.5) == []  # not due yet
         time.sleep(max(0.0, due - time.time()))
         assert drain(server.port, b"ep", idle=2) == [b"later"]
+    finally:
+        server.close()
+
+
+def test_a_restored_epoch_job_comes_due_with_no_connection_open(tmp_path: Path) -> None:
+    server = gearworks_process("-q", f"sqlite:///{tmp_path / 'queue.db'}")
+    try:
+        server.start()
+        due = int(time.time()) + 5  # room for the restart
+        submit_one(server.port, PacketType.SUBMIT_JOB_EPOCH, b"ep", b"", b"%d" % due, b"x")
+        server.kill()
+        server.start()
+        assert time.time() < due
+        time.sleep(due + 0.5 - time.time())  # nothing talks to the server meanwhile
+        # CAN_DO and GRAB_JOB in one batch: the job is assigned only if the server's timer released it on time.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(encode(PacketType.CAN_DO, [b"ep"]) + encode(PacketType.GRAB_JOB))
+            decoder = Decoder()
+            replies: list[Packet | bytes] = []
+            while not replies:
+                replies.extend(decoder.feed(sock.recv(65536)))
+        assert replies == [Packet(PacketType.JOB_ASSIGN, (b"H:vm:1", b"ep", b"x"), RES)]
     finally:
         server.close()
 
