@@ -132,7 +132,12 @@ def test_kill_9_mid_storm_loses_no_acknowledged_job(queue_url: str) -> None:
         # acknowledged before its write was safe would lose the rest of that batch's acknowledged jobs.
         killed = threading.Event()
         storm.kill_at = len(storm.acked) + 1
-        storm.on_ack = lambda: (os.kill(server.pid, signal.SIGKILL), killed.set())
+
+        def kill_now() -> None:
+            os.kill(server.pid, signal.SIGKILL)
+            killed.set()
+
+        storm.on_ack = kill_now
         storm.send(5000)
         assert killed.wait(30), "no acknowledgement of the final batch"
         server.kill()
