@@ -159,30 +159,46 @@ class AsyncWorker(WorkerBase):
             self._finished.set()
 
     async def _keep_connected(self, link: ServerLink) -> None:
+        """Keep ``link`` connected while the worker runs. Nothing ends this loop but ``work()`` returning: an
+        unexpected exception is logged and counts as one failure (backing off), so a worker is never left waiting
+        with no connection and no task to make one."""
         session = self.session
         while session.wants_connection(link):
             delay = link.backoff.delay(time.monotonic())
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
-            receiver = _LinkReceiver(self, link, self.connect_options.max_packet_size)
             try:
-                connection = await open_connection(link.address, receiver, self.connect_options)
-            except ConnectionLost as exc:
-                log.debug("connect to %s failed: %s", link.address, exc)
-                session.connect_failed(link, time.monotonic())
-                continue
-            if receiver.lost.is_set():
-                session.connect_failed(link, time.monotonic())
-                continue
-            self._connections[link] = connection
-            receiver.connection = connection
-            session.connected(link)
-            self._write_ready()
-            try:
-                await receiver.lost.wait()
-            finally:
-                self._connections.pop(link, None)
+                await self._connect_and_serve(link)
+            except Exception:
+                log.exception("connection to %s failed unexpectedly; retrying with backoff", link.address)
+                connection = self._connections.pop(link, None)
+                if connection is not None:
+                    connection.close()
+                session.failed(link, time.monotonic())
+                self._write_ready()
+
+    async def _connect_and_serve(self, link: ServerLink) -> None:
+        """One connection attempt, then serve until that connection is lost."""
+        session = self.session
+        receiver = _LinkReceiver(self, link, self.connect_options.max_packet_size)
+        try:
+            connection = await open_connection(link.address, receiver, self.connect_options)
+        except ConnectionLost as exc:
+            log.debug("connect to %s failed: %s", link.address, exc)
+            session.connect_failed(link, time.monotonic())
+            return
+        if receiver.lost.is_set():
+            session.connect_failed(link, time.monotonic())
+            return
+        self._connections[link] = connection
+        receiver.connection = connection
+        session.connected(link)
+        self._write_ready()
+        try:
+            await receiver.lost.wait()
+        finally:
+            self._connections.pop(link, None)
 
     def _write_ready(self) -> None:
         connections = self._connections

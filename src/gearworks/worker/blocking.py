@@ -27,6 +27,7 @@ from typing import Any, Literal, Unpack, cast
 
 from gearworks.connection import ServerAddress
 from gearworks.connection.blocking import BlockingConnection
+from gearworks.connection.pending import PendingConnection
 from gearworks.errors import ConnectionLost, ProtocolError
 from gearworks.protocol import Decoder, Packet
 from gearworks.worker.job import WorkerJob
@@ -80,6 +81,7 @@ class Worker(WorkerBase):
         self._outbox: deque[tuple[WorkerJob, list[bytes], int]] = deque()
         self._returned: deque[tuple[WorkerJob, Outcome]] = deque()
         self._broken: set[ServerLink] = set()
+        self._pending: dict[ServerLink, PendingConnection] = {}
         self._wake_send: socket.socket | None = None
         self._run = 0  # which work() call a pool's late outcome belongs to
         self._relay = Relay(self.session, self._relay_output)
@@ -149,6 +151,9 @@ class Worker(WorkerBase):
                 for key, _ in selector.select(timeout):
                     if key.data is None:
                         _drain_socket(wake_recv)
+                    elif (pending := self._pending.get(key.data)) is not None:
+                        selector.unregister(key.fd)
+                        self._advance(selector, key.data, pending)
                     else:
                         self._read(cast(ServerLink, key.data), executor)
         finally:
@@ -159,6 +164,9 @@ class Worker(WorkerBase):
                 signal.signal(signum, handler)
             for link in list(self._connections):
                 self._drop(selector, link)
+            for pending in self._pending.values():
+                pending.close()
+            self._pending.clear()
             if own_executor and executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
             self._wake_send.close()
@@ -202,29 +210,60 @@ class Worker(WorkerBase):
     # Connections.
 
     def _connect_due(self, selector: selectors.BaseSelector, now: float) -> float | None:
-        """Connect every server that is down and due; returns seconds until the next attempt (None: none due)."""
+        """Start connecting every server that is down and due, and give up on attempts past their deadline;
+        returns seconds until the next attempt or deadline (None: none). Connects never block the loop: each is a
+        ``PendingConnection`` the selector watches (``_advance``), so a server that never answers does not stall
+        the others."""
         session = self.session
         wait: float | None = None
         for link in session.links:
-            if not session.wants_connection(link):
+            pending = self._pending.get(link)
+            if pending is not None and now >= pending.deadline:
+                self._give_up(selector, link)
+                pending = None
+            if pending is None and session.wants_connection(link) and link.backoff.delay(now) == 0:
+                self._advance(selector, link, PendingConnection(link.address, self.connect_options, now))
+                pending = self._pending.get(link)
+            if pending is not None:
+                until = pending.deadline - now
+            elif session.wants_connection(link):
+                until = link.backoff.delay(now)
+            else:
                 continue
-            delay = link.backoff.delay(now)
-            if delay == 0:
-                try:
-                    connection = BlockingConnection.connect(link.address, self.connect_options)
-                except ConnectionLost as exc:
-                    log.debug("connect to %s failed: %s", link.address, exc)
-                    session.connect_failed(link, time.monotonic())
-                    delay = link.backoff.delay(time.monotonic())
-                else:
-                    decoder = Decoder(max_packet_size=self.connect_options.max_packet_size)
-                    self._connections[link] = (connection, decoder)
-                    selector.register(connection, selectors.EVENT_READ, link)
-                    session.connected(link)
-                    self._write_ready()
-                    continue
-            wait = delay if wait is None else min(wait, delay)
+            wait = until if wait is None else min(wait, until)
         return wait
+
+    def _advance(self, selector: selectors.BaseSelector, link: ServerLink, pending: PendingConnection) -> None:
+        """Take a connect's next step: watch it again, or start serving the connection, or back off."""
+        self._pending.pop(link, None)
+        try:
+            connection = pending.advance()
+        except ConnectionLost as exc:
+            log.debug("connect to %s failed: %s", link.address, exc)
+            self.session.connect_failed(link, time.monotonic())
+            return
+        except Exception:
+            # Never let a connect kill the loop that serves the other servers: log it, back off, retry.
+            log.exception("connect to %s failed unexpectedly; retrying with backoff", link.address)
+            self.session.connect_failed(link, time.monotonic())
+            return
+        if connection is None:
+            self._pending[link] = pending
+            selector.register(pending.fileno(), pending.events, link)
+            return
+        decoder = Decoder(max_packet_size=self.connect_options.max_packet_size)
+        self._connections[link] = (connection, decoder)
+        selector.register(connection, selectors.EVENT_READ, link)
+        self.session.connected(link)
+        self._write_ready()
+
+    def _give_up(self, selector: selectors.BaseSelector, link: ServerLink) -> None:
+        """A connect ran past ``connect_timeout`` (a server that never answers): abandon it and back off."""
+        pending = self._pending.pop(link)
+        selector.unregister(pending.fileno())
+        pending.close()
+        log.debug("connect to %s failed: no answer within %.1fs", link.address, self.connect_options.connect_timeout)
+        self.session.connect_failed(link, time.monotonic())
 
     def _write_ready(self) -> None:
         """Write what the session queued; a failed write marks its link broken (dropped by the next ``_settle``)."""

@@ -400,6 +400,13 @@ class WorkerSession:
         link.backoff.failed(now)
         log.warning("cannot connect to %s; retrying in %.1fs", link.address, link.backoff.delay(now))
 
+    def failed(self, link: ServerLink, now: float) -> None:
+        """Something unexpected broke ``link`` at ``now``, connected or not: it is down, and backs off once."""
+        if link.state is _DISCONNECTED:
+            self.connect_failed(link, now)
+        else:
+            self.disconnected(link, now)
+
     def disconnected(self, link: ServerLink, now: float) -> None:
         """``link``'s connection is gone: free its GRAB reservations, lose its running jobs, back off."""
         if link.state is _DISCONNECTED:

@@ -415,3 +415,24 @@ def test_a_server_that_ignores_the_option_still_gets_grabs_counted() -> None:
     assert link.outstanding == 0
     assert session.reserved == 0
     assert not link.exceptions
+
+
+def test_a_worker_keeps_retrying_at_the_cap_through_2000_failed_connects() -> None:
+    """Two thousand failed attempts (hours of outage, time passed in): every retry is still scheduled, at the cap,
+    and the first connection that works resets the backoff and serves."""
+    session, wires = make(reconnect_delay=0.1, max_reconnect_delay=10.0)
+    session.register("f", noop_handler)
+    session.start()
+    link = session.links[0]
+    now = 0.0
+    for _ in range(2000):
+        assert session.wants_connection(link)
+        session.connect_failed(link, now)
+        delay = link.backoff.delay(now)
+        assert 0 < delay <= 10.0
+        now += delay
+    assert delay >= 5.0  # at the cap (jitter: 50 to 100 %)
+    assert link.backoff.available(now)
+    plug(session, link, wires[0])
+    assert (T.GRAB_JOB_UNIQ, ()) in wires[0].take()
+    assert link.backoff.failures == 0
