@@ -39,12 +39,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, NamedTuple, TypeVar, Unpack, overload
 
+from gearworks.codecs import Codec, codec_or_default
 from gearworks.connection import ConnectionKeywords, ServerAddress, connect_options, parse_servers
 from gearworks.connection.backoff import Backoff
 from gearworks.protocol import Packet, PacketType, encode, encode_parts
 from gearworks.protocol.fields import name_bytes
 from gearworks.protocol.outbox import Outbox
-from gearworks.worker.job import Encoder, WorkerJob, to_payload
+from gearworks.worker.job import WorkerJob, to_payload
 
 __all__ = [
     "GrabMode",
@@ -65,7 +66,7 @@ __all__ = [
 log = logging.getLogger("gearworks.worker")
 
 Handler = Callable[[WorkerJob], Any]
-"""A job handler: takes the job, returns the result (bytes, str, None, or anything the encoder takes)."""
+"""A job handler: takes the job, returns the result (bytes, str or None, or anything the worker's codec encodes)."""
 HandlerT = TypeVar("HandlerT", bound=Handler)
 GrabMode = Literal["job", "uniq", "all"]
 """GRAB_JOB (no unique key), GRAB_JOB_UNIQ (the default) or GRAB_JOB_ALL (unique key and reducer)."""
@@ -236,7 +237,7 @@ class WorkerSession:
         client_id: bytes | None = None,
         prefix: bytes | None = None,
         exceptions: bool = True,
-        encoder: Encoder | None = None,
+        codec: Codec | None = None,
         reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 10.0,
     ) -> None:
@@ -256,7 +257,7 @@ class WorkerSession:
         self.client_id = client_id
         self.prefix = prefix
         self.exceptions = exceptions
-        self.encoder = encoder
+        self.codec = codec_or_default(codec)
         self.registrations: dict[bytes, Registration] = {}
         self.running = 0
         """Jobs whose handler has not returned yet."""
@@ -517,7 +518,17 @@ class WorkerSession:
         reducer: bytes | None = None,
     ) -> WorkerJob | None:
         self._answered(link)
-        job = WorkerJob(handle, function, workload, unique, reducer, output=self, link=link, generation=link.generation)
+        job = WorkerJob(
+            handle,
+            function,
+            workload,
+            unique,
+            reducer,
+            output=self,
+            link=link,
+            generation=link.generation,
+            codec=self.codec,
+        )
         self.running += 1
         self.started += 1
         if self.limit is not None and self.started >= self.limit:
@@ -586,8 +597,8 @@ class WorkerSession:
             log.debug("job %r is lost: output dropped", job.handle)
 
     def payload(self, job: WorkerJob, value: object) -> bytes:
-        """A result value as bytes (``to_payload`` with this worker's encoder)."""
-        return to_payload(value, self.encoder, job.function)
+        """A result value as bytes (``to_payload`` with this worker's codec)."""
+        return to_payload(value, self.codec, job.function)
 
     def exception_packets(self, job: WorkerJob, data: bytes) -> list[bytes]:
         """WORK_EXCEPTION (if the job's server accepted the ``exceptions`` option), then WORK_FAIL."""
@@ -645,7 +656,8 @@ class WorkerOptions(ConnectionKeywords, total=False):
     client_id: shown by admin ``workers`` (SET_CLIENT_ID) [None].
     prefix: prepended to every function name with a TAB, as the clients' ``prefix`` does [None].
     exceptions: ask each server to forward exceptions (OPTION_REQ); a raise then sends WORK_EXCEPTION first [True].
-    encoder: turns non-bytes, non-str return values into payloads (e.g. ``json_encoder``) [None].
+    codec: decodes workloads (``job.value``) and encodes results (``gearworks.codecs``: ``JSONCodec()``, or any
+        object with ``encode``/``decode``) [None: ``BytesCodec``, results bytes or str (UTF-8), None sent empty].
     drain_timeout: seconds ``stop(drain=True)`` and SIGTERM/SIGINT wait for jobs in hand [30.0].
     reconnect_delay, max_reconnect_delay: backoff after a server fails, exponential with jitter [0.1, 10.0].
 
@@ -658,7 +670,7 @@ class WorkerOptions(ConnectionKeywords, total=False):
     client_id: str | bytes | None
     prefix: str | bytes | None
     exceptions: bool
-    encoder: Encoder | None
+    codec: Codec | None
     drain_timeout: float
     reconnect_delay: float
     max_reconnect_delay: float
@@ -670,7 +682,7 @@ class WorkerBase:
 
     Args:
         servers: ``"host:port,host:port"``, a list, or None for ``$GEARMAN_SERVERS`` (else 127.0.0.1:4730).
-        options: see ``WorkerOptions`` (concurrency, grab mode, client id, prefix, exceptions, encoder, drain and
+        options: see ``WorkerOptions`` (concurrency, grab mode, client id, prefix, exceptions, codec, drain and
             reconnect timing, and the connection keywords).
     """
 
@@ -687,7 +699,7 @@ class WorkerBase:
             client_id=name_bytes(options.get("client_id")),
             prefix=name_bytes(options.get("prefix")),
             exceptions=options.get("exceptions", True),
-            encoder=options.get("encoder"),
+            codec=options.get("codec"),
             reconnect_delay=options.get("reconnect_delay", 0.1),
             max_reconnect_delay=options.get("max_reconnect_delay", 10.0),
         )

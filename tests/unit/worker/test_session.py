@@ -7,9 +7,10 @@ import pickle
 
 import pytest
 
+from gearworks.codecs import JSONCodec
 from gearworks.connection import ServerAddress
 from gearworks.protocol import RES, Decoder, Packet, PacketType
-from gearworks.worker import WorkerJob, json_encoder
+from gearworks.worker import WorkerJob
 from gearworks.worker.session import GrabMode, Outcome, ServerLink, WorkerSession
 
 T = PacketType
@@ -201,24 +202,26 @@ def test_result_and_next_grab_leave_in_one_write() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "encoder", "sent"),
+    ("value", "codec", "sent"),
     [
         (b"raw\x00bytes", None, (T.WORK_COMPLETE, (b"H:1", b"raw\x00bytes"))),
         ("text", None, (T.WORK_COMPLETE, (b"H:1", b"text"))),
         (bytearray(b"ba"), None, (T.WORK_COMPLETE, (b"H:1", b"ba"))),
         (None, None, (T.WORK_COMPLETE, (b"H:1", b""))),
-        ({"a": [1, 2]}, json_encoder, (T.WORK_COMPLETE, (b"H:1", b'{"a":[1,2]}'))),
+        ({"a": [1, 2]}, JSONCodec(), (T.WORK_COMPLETE, (b"H:1", b'{"a":[1,2]}'))),
+        ("text", JSONCodec(), (T.WORK_COMPLETE, (b"H:1", b'"text"'))),
+        (None, JSONCodec(), (T.WORK_COMPLETE, (b"H:1", b"null"))),
     ],
 )
-def test_return_values_become_work_complete(value: object, encoder: object, sent: tuple[object, ...]) -> None:
-    session, wires = ready(exceptions=False, encoder=encoder)
+def test_return_values_become_work_complete(value: object, codec: object, sent: tuple[object, ...]) -> None:
+    session, wires = ready(exceptions=False, codec=codec)
     job = assign(session, session.links[0], b"H:1")
     wires[0].take()
     session.job_returned(job, Outcome(value))
     assert wires[0].take()[0] == sent
 
 
-def test_non_bytes_result_without_encoder_fails_the_job_with_a_clear_error() -> None:
+def test_non_bytes_result_without_a_codec_fails_the_job_with_a_clear_error() -> None:
     session, wires = ready()
     link = session.links[0]
     session.receive(link, res(T.OPTION_RES, b"exceptions"))
@@ -436,3 +439,16 @@ def test_a_worker_keeps_retrying_at_the_cap_through_2000_failed_connects() -> No
     plug(session, link, wires[0])
     assert (T.GRAB_JOB_UNIQ, ()) in wires[0].take()
     assert link.backoff.failures == 0
+
+
+def test_a_codec_decodes_the_workload_into_value_and_encodes_the_result() -> None:
+    session, wires = ready(exceptions=False, codec=JSONCodec())
+    job = assign(session, session.links[0], b"H:1", data=b'{"n":[1,2]}')
+    assert job.workload == b'{"n":[1,2]}'  # the bytes stay as the server sent them
+    assert job.value == {"n": [1, 2]}
+    assert pickle.loads(pickle.dumps(job)).value == {"n": [1, 2]}  # a process pool's copy decodes too
+    wires[0].take()
+    session.job_returned(job, Outcome({"sum": 3}))
+    assert wires[0].take()[0] == (T.WORK_COMPLETE, (b"H:1", b'{"sum":3}'))
+    plain, _ = ready()
+    assert assign(plain, plain.links[0], b"H:2", data=b"raw").value == b"raw"  # default: the bytes themselves
