@@ -48,11 +48,14 @@ class _LinkReceiver:
             job = receive(link, cast(Packet, packet))
             if job is not None:
                 worker._start(job)
+        if worker.session.unstamped:
+            worker.session.poll(time.monotonic())  # time the link that fell asleep from now
         worker._write_ready()
         if self.connection is not None:
             # Results of inline handlers and the next GRAB go out now, not one loop turn later: at concurrency 1
             # every job waits on this round trip.
             self.connection.flush()
+        worker._check_finished()  # burst: the last NO_JOB may have drained the worker
 
     def connection_lost(self, exc: Exception) -> None:
         log.debug("connection to %s lost: %s", self.link.address, exc)
@@ -81,18 +84,24 @@ class AsyncWorker(WorkerBase):
         self._abort_timer: asyncio.TimerHandle | None = None
         self._relay = Relay(self.session, self._job_output)
 
-    async def work(self, max_jobs: int | None = None, *, handle_signals: bool = True) -> int:
+    async def work(self, max_jobs: int | None = None, *, burst: bool = False, handle_signals: bool = True) -> int:
         """Serve jobs until ``stop()``, SIGTERM/SIGINT (drain) or ``max_jobs`` handled; returns the jobs handled.
 
-        Connections are opened here and closed on return; a server that fails is retried with backoff.
+        With ``burst`` (drain and exit, a batch consumer) it also returns once every server has answered NO_JOB
+        (or cannot be reached) and the jobs in hand are done. Connections are opened here and closed on return; a
+        server that fails is retried with backoff (``reconnect_delay``, ``max_reconnect_delay``), and a sleeping
+        connection GRABs again every ``poll_interval`` seconds.
         """
         session = self.session
         loop = asyncio.get_running_loop()
         if self._finished is not None:
             raise RuntimeError("this worker is already working")
         self._finished = asyncio.Event()
-        session.start(max_jobs)
+        session.start(max_jobs, burst=burst)
         connectors = [loop.create_task(self._keep_connected(link)) for link in session.links]
+        if session.poll_interval is not None:
+            connectors.append(loop.create_task(self._poll_sleepers(session.poll_interval)))
+        self._check_finished()  # burst with nothing registered
         signals = self._install_signals(loop) if handle_signals else []
         try:
             await self._finished.wait()
@@ -115,6 +124,11 @@ class AsyncWorker(WorkerBase):
     async def work_one(self) -> int:
         """Wait for one job, run it, and return (1, or 0 if stopped first)."""
         return await self.work(max_jobs=1)
+
+    async def grab_one(self) -> WorkerJob | None:
+        """Take one job and run it, returning that job; None at once when no server has one queued (a server that
+        cannot be reached counts as having none)."""
+        return self.session.last_job if await self.work(max_jobs=1, burst=True, handle_signals=False) else None
 
     def stop(self, drain: bool = False) -> None:
         """Stop ``work()``: at once (running handlers are cancelled, their jobs requeued by the server), or with
@@ -177,6 +191,7 @@ class AsyncWorker(WorkerBase):
                     connection.close()
                 session.failed(link, time.monotonic())
                 self._write_ready()
+                self._check_finished()
 
     async def _connect_and_serve(self, link: ServerLink) -> None:
         """One connection attempt, then serve until that connection is lost."""
@@ -187,9 +202,11 @@ class AsyncWorker(WorkerBase):
         except ConnectionLost as exc:
             log.debug("connect to %s failed: %s", link.address, exc)
             session.connect_failed(link, time.monotonic())
+            self._check_finished()  # burst: a server that cannot be reached counts as empty
             return
         if receiver.lost.is_set():
             session.connect_failed(link, time.monotonic())
+            self._check_finished()
             return
         self._connections[link] = connection
         receiver.connection = connection
@@ -199,6 +216,13 @@ class AsyncWorker(WorkerBase):
             await receiver.lost.wait()
         finally:
             self._connections.pop(link, None)
+
+    async def _poll_sleepers(self, interval: float) -> None:
+        """GRAB again on connections asleep for ``interval`` seconds (``WorkerSession.poll``)."""
+        while True:
+            due = self.session.poll(time.monotonic())
+            self._write_ready()
+            await asyncio.sleep(interval if due is None else due)
 
     def _write_ready(self) -> None:
         connections = self._connections

@@ -107,10 +107,18 @@ class Worker(WorkerBase):
         """Wait for one job, run it, and return (1, or 0 if stopped first)."""
         return self.work(max_jobs=1)
 
-    def work(self, max_jobs: int | None = None, *, handle_signals: bool = True) -> int:
+    def grab_one(self) -> WorkerJob | None:
+        """Take one job and run it, returning that job; None at once when no server has one queued (a server that
+        cannot be reached counts as having none)."""
+        return self.session.last_job if self.work(max_jobs=1, burst=True, handle_signals=False) else None
+
+    def work(self, max_jobs: int | None = None, *, burst: bool = False, handle_signals: bool = True) -> int:
         """Serve jobs until ``stop()``, SIGTERM/SIGINT (drain) or ``max_jobs`` handled; returns the jobs handled.
 
-        Connections are opened here and closed on return; a server that fails is retried with backoff.
+        With ``burst`` (drain and exit, a batch consumer) it also returns once every server has answered NO_JOB
+        (or cannot be reached) and the jobs in hand are done. Connections are opened here and closed on return; a
+        server that fails is retried with backoff (``reconnect_delay``, ``max_reconnect_delay``), and a sleeping
+        connection GRABs again every ``poll_interval`` seconds.
         """
         session = self.session
         if self._wake_send is not None:
@@ -124,7 +132,7 @@ class Worker(WorkerBase):
         executor, own_executor = self._executor()
         previous = self._install_signals() if handle_signals else {}
         deadline: float | None = None
-        session.start(max_jobs)
+        session.start(max_jobs, burst=burst)
         try:
             while True:
                 request = self.stop_requested  # never reset here: a signal may set it at any bytecode
@@ -145,9 +153,9 @@ class Worker(WorkerBase):
                         self.drain_timeout,
                     )
                     break
-                timeout = self._connect_due(selector, now)
-                if deadline is not None:
-                    timeout = deadline - now if timeout is None else min(timeout, deadline - now)
+                poll = session.poll(now)
+                self._write_ready()  # the GRABs of links the poll woke
+                timeout = _earliest(self._connect_due(selector, now), poll, deadline and deadline - now)
                 for key, _ in selector.select(timeout):
                     if key.data is None:
                         _drain_socket(wake_recv)
@@ -357,6 +365,11 @@ def _pool_process_signals() -> None:
     the job in hand must finish) and let SIGTERM kill (the worker never sends it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _earliest(*waits: float | None) -> float | None:
+    """The shortest of the waits given (None: no wait)."""
+    return min((wait for wait in waits if wait is not None), default=None)
 
 
 def _drain_socket(sock: socket.socket) -> None:

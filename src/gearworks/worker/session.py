@@ -16,7 +16,10 @@ How this works:
 - Free slots go to awake links in rotation, one GRAB at a time, so several servers are served fairly.
 - NO_JOB marks the link exhausted: no more GRABs there. Once its last GRAB is answered it sends PRE_SLEEP and
   waits for NOOP (gearmand answers PRE_SLEEP with an immediate NOOP if work is already waiting, PROTOCOL.md §3.8).
-  The link states and what moves them are in one table, ``_TRANSITIONS``.
+  A link asleep for ``poll_interval`` seconds GRABs again (``poll``): gearmand sends no NOOP when an epoch job
+  comes due. The link states and what moves them are in one table, ``_TRANSITIONS``.
+- Burst mode (drain and exit) sends no PRE_SLEEP: once every server is exhausted (or down), the session stops
+  accepting, and the driver's loop ends when the jobs in hand are done.
 - A handler's outcome becomes WORK_COMPLETE (return value), or WORK_EXCEPTION (if the server accepted the
   ``exceptions`` option) followed by WORK_FAIL (a raise). gearmand 1.1.20 ends the job at WORK_EXCEPTION and
   answers the WORK_FAIL with a harmless ERROR JOB_NOT_FOUND (§3.7); servers that follow the original spec (Perl
@@ -111,32 +114,47 @@ class LinkEvent(Enum):
     """NO_JOB, or an ERROR refusing plain GRAB_JOB."""
     SLEEP = "sleep"
     """An exhausted link's last GRAB was answered while the worker accepts jobs: PRE_SLEEP goes out."""
+    POLL = "poll"
+    """A link slept ``poll_interval`` seconds without a NOOP: GRAB again (gearmand sends no NOOP when an epoch job
+    comes due; libgearman workers poll the same way)."""
 
 
 # Enum members are looked up through a descriptor on Python 3.11 (~75 ns each): the per-job paths use these aliases.
 _MAYBE, _OPTION, _GRAB = Owed.MAYBE, Owed.OPTION, Owed.GRAB
-_DISCONNECTED, _AWAKE, _EXHAUSTED = LinkState.DISCONNECTED, LinkState.AWAKE, LinkState.EXHAUSTED
+_DISCONNECTED, _AWAKE, _EXHAUSTED, _ASLEEP = (
+    LinkState.DISCONNECTED,
+    LinkState.AWAKE,
+    LinkState.EXHAUSTED,
+    LinkState.ASLEEP,
+)
 
 _S, _E = LinkState, LinkEvent
 # The link state machine, whole. A (state, event) pair missing here leaves the state as it is (a NOOP to an awake
 # link, a late NO_JOB to one already asleep).
 #
-#   state         CONNECT  NOOP   NO_JOB     SLEEP   LOSE
-#   DISCONNECTED  AWAKE    .      .          .       .
-#   AWAKE         .        .      EXHAUSTED  .       DISCONNECTED
-#   EXHAUSTED     .        AWAKE  .          ASLEEP  DISCONNECTED
-#   ASLEEP        .        AWAKE  .          .       DISCONNECTED
+#   state         CONNECT  NOOP   NO_JOB     SLEEP   POLL   LOSE
+#   DISCONNECTED  AWAKE    .      .          .       .      .
+#   AWAKE         .        .      EXHAUSTED  .       .      DISCONNECTED
+#   EXHAUSTED     .        AWAKE  .          ASLEEP  .      DISCONNECTED
+#   ASLEEP        .        AWAKE  .          .       AWAKE  DISCONNECTED
 _TRANSITIONS: dict[LinkState, dict[LinkEvent, LinkState]] = {
     _S.DISCONNECTED: {_E.CONNECT: _S.AWAKE},
     _S.AWAKE: {_E.NO_JOB: _S.EXHAUSTED, _E.LOSE: _S.DISCONNECTED},
     _S.EXHAUSTED: {_E.NOOP: _S.AWAKE, _E.SLEEP: _S.ASLEEP, _E.LOSE: _S.DISCONNECTED},
-    _S.ASLEEP: {_E.NOOP: _S.AWAKE, _E.LOSE: _S.DISCONNECTED},
+    _S.ASLEEP: {_E.NOOP: _S.AWAKE, _E.POLL: _S.AWAKE, _E.LOSE: _S.DISCONNECTED},
 }
 
 
 def next_state(state: LinkState, event: LinkEvent) -> LinkState:
     """The state ``event`` moves a link in ``state`` to (``_TRANSITIONS``)."""
     return _TRANSITIONS[state].get(event, state)
+
+
+def _drained(link: ServerLink) -> bool:
+    """Whether burst mode counts ``link`` as empty (``WorkerSession._check_drained``)."""
+    if link.state is _EXHAUSTED:
+        return link.outstanding == 0
+    return link.state is _DISCONNECTED and link.backoff.failures > 0
 
 
 def _grab_type(packet: bytes) -> int:
@@ -163,7 +181,17 @@ class Registration:
 class ServerLink(Outbox[bytes]):
     """What the worker knows about one job server's connection, and the bytes queued for it."""
 
-    __slots__ = ("address", "backoff", "exceptions", "generation", "grab", "outstanding", "replies", "state")
+    __slots__ = (
+        "address",
+        "backoff",
+        "exceptions",
+        "generation",
+        "grab",
+        "outstanding",
+        "replies",
+        "slept_at",
+        "state",
+    )
 
     def __init__(self, address: ServerAddress, backoff: Backoff, ready: list[ServerLink]) -> None:
         super().__init__(ready)
@@ -180,6 +208,8 @@ class ServerLink(Outbox[bytes]):
         """The GRAB packet this server gets (plain GRAB_JOB once it refused GRAB_JOB_UNIQ/ALL)."""
         self.replies: deque[Owed] = deque()
         """What the server owes, in the order the requests went out (it answers in order, PROTOCOL.md §1.1)."""
+        self.slept_at: float | None = None
+        """When the link was first seen asleep by ``WorkerSession.poll`` (None: awake, or not seen yet)."""
 
     def __repr__(self) -> str:
         return f"ServerLink({self.address}, {self.state.value}, outstanding={self.outstanding})"
@@ -240,9 +270,12 @@ class WorkerSession:
         codec: Codec | None = None,
         reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 10.0,
+        poll_interval: float | None = 5.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if poll_interval is not None and not poll_interval > 0:
+            raise ValueError("poll_interval must be a positive number of seconds, or None")
         if grab not in _GRAB_TYPES:
             raise ValueError(f"grab must be one of {sorted(_GRAB_TYPES)}")
         self.ready: list[ServerLink] = []
@@ -267,6 +300,14 @@ class WorkerSession:
         self.handled = 0
         self.limit: int | None = None
         self.accepting = False
+        self.burst = False
+        """Drain and exit: stop accepting once every server has answered NO_JOB (``start(burst=True)``)."""
+        self.last_job: WorkerJob | None = None
+        """The job started last (what ``grab_one`` returns)."""
+        self.poll_interval = poll_interval
+        """Seconds a link sleeps before it GRABs again without a NOOP (None: only a NOOP wakes it)."""
+        self.unstamped = False
+        """A link fell asleep since the last ``poll``: a driver without a loop turn calls ``poll`` soon."""
         self._next = 0
         self._dispatch: dict[PacketType, Callable[[ServerLink, tuple[bytes, ...]], WorkerJob | None]] = {
             _T.NOOP: self._on_noop,
@@ -352,17 +393,57 @@ class WorkerSession:
 
     # Running and stopping.
 
-    def start(self, max_jobs: int | None = None) -> None:
-        """Begin a work loop: grab jobs, at most ``max_jobs`` in all (None: no limit)."""
+    def start(self, max_jobs: int | None = None, *, burst: bool = False) -> None:
+        """Begin a work loop: grab jobs, at most ``max_jobs`` in all (None: no limit); with ``burst``, stop accepting
+        once no server has a job left (``_check_drained``)."""
         if max_jobs is not None and max_jobs < 1:
             raise ValueError("max_jobs must be at least 1")
         self.limit = max_jobs
+        self.burst = burst
         self.started = 0
         self.handled = 0
         self.running = 0  # handlers abandoned by an earlier loop no longer count
         self.reserved = 0
+        self.last_job = None
         self.accepting = True
         self._grant()
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        """In burst mode, stop accepting (the loop ends once the jobs in hand are done) when every server is
+        drained: it answered NO_JOB to its last GRAB, or it is down and its latest attempt failed (a server that
+        cannot be reached counts as empty, or a batch consumer would wait for it forever)."""
+        if not (self.burst and self.accepting):
+            return
+        if self.registrations and not all(_drained(link) for link in self.links):
+            return
+        log.info("burst: no job left on any server; finishing %d job(s) in hand", self.running)
+        self.accepting = False
+
+    def poll(self, now: float) -> float | None:
+        """Wake every link asleep for ``poll_interval`` seconds (it GRABs again); returns the seconds until the next
+        link is due (None: none asleep, or polling is off). Drivers call it every loop turn or on a timer; a link
+        is timed from the first call that sees it asleep."""
+        interval = self.poll_interval
+        if interval is None:
+            return None
+        self.unstamped = False
+        due: float | None = None
+        woke = False
+        for link in self.links:
+            if link.state is not _ASLEEP:
+                continue
+            if link.slept_at is None:
+                link.slept_at = now
+            left = link.slept_at + interval - now
+            if left <= 0:
+                self._move(link, LinkEvent.POLL)
+                woke = True
+            else:
+                due = left if due is None else min(due, left)
+        if woke:
+            self._grant()
+        return due
 
     def stop(self) -> None:
         """Grab nothing more; jobs already held or granted still run (drain). A single flag store, so drivers may
@@ -400,6 +481,7 @@ class WorkerSession:
         """A connection attempt failed at ``now``: back off."""
         link.backoff.failed(now)
         log.warning("cannot connect to %s; retrying in %.1fs", link.address, link.backoff.delay(now))
+        self._check_drained()
 
     def failed(self, link: ServerLink, now: float) -> None:
         """Something unexpected broke ``link`` at ``now``, connected or not: it is down, and backs off once."""
@@ -422,6 +504,7 @@ class WorkerSession:
             link.backoff.failed(now)
             log.warning("lost connection to %s; reconnecting in %.1fs", link.address, link.backoff.delay(now))
         self._grant()
+        self._check_drained()
 
     # Packets from a server.
 
@@ -504,7 +587,12 @@ class WorkerSession:
             link.outstanding -= 1
             self.reserved -= 1
         if link.state is _EXHAUSTED and link.outstanding == 0 and self.accepting:
+            if self.burst:
+                self._check_drained()
+                return
             self._move(link, LinkEvent.SLEEP)
+            link.slept_at = None
+            self.unstamped = True
             self._send(link, [_PRE_SLEEP])
 
     def _assigned(
@@ -531,6 +619,7 @@ class WorkerSession:
         )
         self.running += 1
         self.started += 1
+        self.last_job = job
         if self.limit is not None and self.started >= self.limit:
             self.accepting = False
         if function not in self.registrations:
@@ -659,7 +748,12 @@ class WorkerOptions(ConnectionKeywords, total=False):
     codec: decodes workloads (``job.value``) and encodes results (``gearworks.codecs``: ``JSONCodec()``, or any
         object with ``encode``/``decode``) [None: ``BytesCodec``, results bytes or str (UTF-8), None sent empty].
     drain_timeout: seconds ``stop(drain=True)`` and SIGTERM/SIGINT wait for jobs in hand [30.0].
-    reconnect_delay, max_reconnect_delay: backoff after a server fails, exponential with jitter [0.1, 10.0].
+    reconnect_delay, max_reconnect_delay: backoff after a server fails or is lost: doubling from
+        ``reconnect_delay`` to ``max_reconnect_delay`` seconds, with jitter (50 to 100 %), and retried at the cap for
+        as long as the server is down (a worker is never given up on a server) [0.1, 10.0].
+    poll_interval: seconds a connection sleeps (PRE_SLEEP) before it GRABs again without a NOOP, so epoch jobs
+        run on C gearmand, which wakes no sleeping worker when one comes due (libgearman workers poll the same
+        way); None: wait for NOOP only [5.0].
 
     No ``command_timeout``: a server answers a worker's GRABs at once, and a sleeping worker waits for NOOP as long
     as it takes; keepalive finds a dead server.
@@ -674,6 +768,7 @@ class WorkerOptions(ConnectionKeywords, total=False):
     drain_timeout: float
     reconnect_delay: float
     max_reconnect_delay: float
+    poll_interval: float | None
 
 
 class WorkerBase:
@@ -702,6 +797,7 @@ class WorkerBase:
             codec=options.get("codec"),
             reconnect_delay=options.get("reconnect_delay", 0.1),
             max_reconnect_delay=options.get("max_reconnect_delay", 10.0),
+            poll_interval=options.get("poll_interval", 5.0),
         )
         self.drain_timeout = options.get("drain_timeout", 30.0)
 

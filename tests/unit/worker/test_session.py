@@ -452,3 +452,60 @@ def test_a_codec_decodes_the_workload_into_value_and_encodes_the_result() -> Non
     assert wires[0].take()[0] == (T.WORK_COMPLETE, (b"H:1", b'{"sum":3}'))
     plain, _ = ready()
     assert assign(plain, plain.links[0], b"H:2", data=b"raw").value == b"raw"  # default: the bytes themselves
+
+
+def test_a_sleeping_link_grabs_again_after_the_poll_interval() -> None:
+    """gearmand sends no NOOP when an epoch job comes due: a link asleep for poll_interval seconds GRABs again."""
+    session, wires = ready(exceptions=False, poll_interval=5.0)
+    link, wire = session.links[0], wires[0]
+    wire.take()
+    assert session.poll(100.0) is None  # nothing asleep
+    session.receive(link, res(T.NO_JOB))
+    assert wire.take() == [(T.PRE_SLEEP, ())]
+    assert session.unstamped
+    assert session.poll(100.0) == 5.0  # first seen asleep now
+    assert session.poll(104.0) == 1.0
+    assert wire.take() == []
+    assert session.poll(105.0) is None
+    assert wire.take() == [(T.GRAB_JOB_UNIQ, ())]
+    session.receive(link, res(T.NO_JOB))
+    assert wire.take() == [(T.PRE_SLEEP, ())]  # and back to sleep, timed afresh
+    assert session.poll(106.0) == 5.0
+
+
+def test_poll_interval_none_waits_for_noop_only() -> None:
+    session, wires = ready(exceptions=False, poll_interval=None)
+    session.receive(session.links[0], res(T.NO_JOB))
+    wires[0].take()
+    assert session.poll(0.0) is None
+    assert session.poll(1e9) is None
+    assert wires[0].take() == []
+
+
+def test_burst_stops_accepting_once_every_server_answered_no_job() -> None:
+    session, wires = make(2, concurrency=2, exceptions=False)
+    session.register("f", noop_handler)
+    session.start(burst=True)
+    connect(session, wires)
+    first, second = session.links
+    job = assign(session, first, b"H:1")
+    session.receive(first, res(T.NO_JOB))
+    session.receive(second, res(T.NO_JOB))
+    assert all((T.PRE_SLEEP, ()) not in wire.take() for wire in wires)  # a batch consumer never sleeps
+    assert not session.accepting  # drained: the job in hand still runs
+    assert not session.finished
+    session.job_returned(job, Outcome(b"done"))
+    assert wires[0].take() == [(T.WORK_COMPLETE, (b"H:1", b"done"))]  # and no GRAB after it
+    assert session.finished
+    assert session.last_job is job
+
+
+def test_burst_counts_a_server_that_cannot_be_reached_as_empty() -> None:
+    session, wires = make(2, exceptions=False)
+    session.register("f", noop_handler)
+    session.start(burst=True)
+    plug(session, session.links[0], wires[0])
+    session.receive(session.links[0], res(T.NO_JOB))
+    assert session.accepting  # the other server was never tried
+    session.connect_failed(session.links[1], now=0.0)
+    assert session.finished
