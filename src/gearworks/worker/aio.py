@@ -9,6 +9,7 @@ event loop's thread: after each call into the session (a read, a connect or loss
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import threading
@@ -21,7 +22,16 @@ from gearworks.connection.aio import AsyncConnection, open_connection
 from gearworks.errors import ConnectionLost
 from gearworks.protocol import Decoder, Packet
 from gearworks.worker.job import WorkerJob
-from gearworks.worker.session import Handler, Outcome, Relay, ServerLink, WorkerBase, WorkerOptions, call_handler
+from gearworks.worker.session import (
+    Handler,
+    Outcome,
+    Relay,
+    ServerLink,
+    WorkerBase,
+    WorkerOptions,
+    call_handler,
+    call_hook,
+)
 
 __all__ = ["AsyncWorker"]
 
@@ -82,6 +92,8 @@ class AsyncWorker(WorkerBase):
         self._tasks: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Event | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop running ``work()`` (``stop()`` from another thread is handed to it)."""
         self._relay = Relay(self.session, self._job_output)
 
     async def work(self, max_jobs: int | None = None, *, burst: bool = False, handle_signals: bool = True) -> int:
@@ -96,7 +108,10 @@ class AsyncWorker(WorkerBase):
         loop = asyncio.get_running_loop()
         if self._finished is not None:
             raise RuntimeError("this worker is already working")
+        if self.on_startup is not None:
+            await _awaited(self.on_startup(self))  # raising fails work(): nothing is connected yet
         self._finished = asyncio.Event()
+        self._loop = loop
         session.start(max_jobs, burst=burst)
         connectors = [loop.create_task(self._keep_connected(link)) for link in session.links]
         if session.poll_interval is not None:
@@ -119,6 +134,8 @@ class AsyncWorker(WorkerBase):
             await asyncio.gather(*connectors, *self._tasks, return_exceptions=True)
             self._connections.clear()
             self._finished = None
+            self._loop = None
+            await self._shutdown_hook()
         return session.handled
 
     async def work_one(self) -> int:
@@ -132,8 +149,12 @@ class AsyncWorker(WorkerBase):
 
     def stop(self, drain: bool = False) -> None:
         """Stop ``work()``: at once (running handlers are cancelled, their jobs requeued by the server), or with
-        ``drain`` grab nothing more and finish the jobs in hand within ``drain_timeout`` seconds. Call it on the
-        worker's event loop (from another thread: ``loop.call_soon_threadsafe(worker.stop, True)``)."""
+        ``drain`` grab nothing more and finish the jobs in hand within ``drain_timeout`` seconds. Safe from any
+        thread: called outside the worker's event loop, it hands itself to that loop (``call_soon_threadsafe``)."""
+        loop = self._loop
+        if loop is not None and _running_loop() is not loop:
+            loop.call_soon_threadsafe(self.stop, drain)
+            return
         self.session.stop()
         if self._finished is None:
             return
@@ -224,6 +245,12 @@ class AsyncWorker(WorkerBase):
             self._write_ready()
             await asyncio.sleep(interval if due is None else due)
 
+    async def _shutdown_hook(self) -> None:
+        try:
+            await _awaited(call_hook("on_shutdown", self.on_shutdown, self))
+        except Exception:
+            log.exception("on_shutdown hook raised; ignored")
+
     def _write_ready(self) -> None:
         connections = self._connections
         for link in self.session.take_ready():
@@ -260,3 +287,16 @@ class AsyncWorker(WorkerBase):
         self.session.job_returned(job, outcome)
         self._write_ready()
         self._check_finished()
+
+
+async def _awaited(result: object) -> None:
+    """Await what a hook returned when it is awaitable (a coroutine function's call)."""
+    if inspect.isawaitable(result):
+        await result
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -39,6 +39,7 @@ from gearworks.worker.session import (
     WorkerBase,
     WorkerOptions,
     call_handler,
+    call_hook,
     is_coroutine_handler,
 )
 
@@ -123,6 +124,8 @@ class Worker(WorkerBase):
         session = self.session
         if self._wake_send is not None:
             raise RuntimeError("this worker is already working")
+        if self.on_startup is not None:
+            self.on_startup(self)  # raising fails work(): nothing is connected yet
         self._stop_request = None
         selector = selectors.DefaultSelector()
         wake_recv, self._wake_send = socket.socketpair()
@@ -184,6 +187,7 @@ class Worker(WorkerBase):
             self._outbox.clear()
             self._returned.clear()
             self._broken.clear()
+            call_hook("on_shutdown", self.on_shutdown, self)
         return session.handled
 
     def _executor(self) -> tuple[Executor | None, bool]:

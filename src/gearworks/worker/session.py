@@ -64,6 +64,7 @@ __all__ = [
     "WorkerOptions",
     "WorkerSession",
     "call_handler",
+    "call_hook",
 ]
 
 log = logging.getLogger("gearworks.worker")
@@ -234,6 +235,26 @@ def call_handler(handler: Handler, job: WorkerJob) -> Outcome:
         return Outcome(error=exc)
 
 
+JobStartHook = Callable[[WorkerJob], object]
+"""``on_job_start(job)``: a plain function, run before the handler."""
+JobEndHook = Callable[[WorkerJob, Outcome], object]
+"""``on_job_end(job, outcome)``: a plain function, run once the handler's outcome (value or error) is known."""
+WorkerHook = Callable[[Any], object]
+"""``on_startup(worker)`` / ``on_shutdown(worker)``: a plain function, or (``AsyncWorker``) a coroutine function."""
+
+
+def call_hook(name: str, hook: Callable[..., object] | None, *args: object) -> object:
+    """Run a hook, returning what it returned; an exception is logged and swallowed (a hook never kills the
+    worker)."""
+    if hook is None:
+        return None
+    try:
+        return hook(*args)
+    except Exception:
+        log.exception("%s hook raised; ignored", name)
+        return None
+
+
 class Relay:
     """The ``JobOutput`` of jobs whose handlers run outside the driver's calls into the session (asyncio tasks, pool
     threads): their packets go to ``deliver``, which must get them into the session on the driver's thread and
@@ -271,6 +292,8 @@ class WorkerSession:
         reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 10.0,
         poll_interval: float | None = 5.0,
+        on_job_start: JobStartHook | None = None,
+        on_job_end: JobEndHook | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -308,6 +331,11 @@ class WorkerSession:
         """Seconds a link sleeps before it GRABs again without a NOOP (None: only a NOOP wakes it)."""
         self.unstamped = False
         """A link fell asleep since the last ``poll``: a driver without a loop turn calls ``poll`` soon."""
+        for hook in (on_job_start, on_job_end):
+            if hook is not None and is_coroutine_handler(hook):
+                raise TypeError("on_job_start and on_job_end are plain functions (they run inside the session)")
+        self.on_job_start = on_job_start
+        self.on_job_end = on_job_end
         self._next = 0
         self._dispatch: dict[PacketType, Callable[[ServerLink, tuple[bytes, ...]], WorkerJob | None]] = {
             _T.NOOP: self._on_noop,
@@ -626,6 +654,7 @@ class WorkerSession:
             log.warning("%s assigned %r for unregistered function %r; failing it", link.address, job, function)
             self.job_returned(job, Outcome(error=LookupError(f"no handler for {function!r}")))
             return None
+        call_hook("on_job_start", self.on_job_start, job)
         return job
 
     def registration_for(self, job: WorkerJob) -> Registration:
@@ -642,6 +671,7 @@ class WorkerSession:
         """A handler finished: end the job from its outcome unless it ended itself, free its slot, grab again."""
         self.running -= 1
         self.handled += 1
+        call_hook("on_job_end", self.on_job_end, job, outcome)
         chunks: list[bytes] = []
         owed: list[Owed] = []
         if not job.done:
@@ -755,6 +785,15 @@ class WorkerOptions(ConnectionKeywords, total=False):
         run on C gearmand, which wakes no sleeping worker when one comes due (libgearman workers poll the same
         way); None: wait for NOOP only [5.0].
 
+    Hooks (arq's names) [None]; an exception in one is logged and the worker goes on, except in ``on_startup``:
+    on_startup(worker): in ``work()`` before it connects, on its thread (the event loop for ``AsyncWorker``, which
+        also takes a coroutine function); raising makes ``work()`` raise.
+    on_shutdown(worker): in ``work()`` after the connections are closed, just before it returns (same thread).
+    on_job_start(job): a plain function, run when a job is assigned, before its handler starts, on the thread that
+        runs ``work()`` (the event loop for ``AsyncWorker``; not a pool thread).
+    on_job_end(job, outcome): a plain function, run when the handler's ``Outcome`` (``value`` or ``error``) is
+        known, before the result is sent, on that same thread; not for jobs abandoned by an immediate stop.
+
     No ``command_timeout``: a server answers a worker's GRABs at once, and a sleeping worker waits for NOOP as long
     as it takes; keepalive finds a dead server.
     """
@@ -769,6 +808,10 @@ class WorkerOptions(ConnectionKeywords, total=False):
     reconnect_delay: float
     max_reconnect_delay: float
     poll_interval: float | None
+    on_startup: WorkerHook | None
+    on_shutdown: WorkerHook | None
+    on_job_start: JobStartHook | None
+    on_job_end: JobEndHook | None
 
 
 class WorkerBase:
@@ -798,8 +841,12 @@ class WorkerBase:
             reconnect_delay=options.get("reconnect_delay", 0.1),
             max_reconnect_delay=options.get("max_reconnect_delay", 10.0),
             poll_interval=options.get("poll_interval", 5.0),
+            on_job_start=options.get("on_job_start"),
+            on_job_end=options.get("on_job_end"),
         )
         self.drain_timeout = options.get("drain_timeout", 30.0)
+        self.on_startup = options.get("on_startup")
+        self.on_shutdown = options.get("on_shutdown")
 
     def _check_handler(self, handler: Handler) -> None:
         """Refuse handlers this front-end cannot run (overridden by drivers)."""
@@ -868,7 +915,7 @@ class WorkerBase:
         return list(self.session.registrations)
 
 
-def is_coroutine_handler(handler: Handler) -> bool:
+def is_coroutine_handler(handler: Callable[..., object]) -> bool:
     """Whether calling ``handler`` gives a coroutine to await."""
     call = getattr(handler, "__call__", None)  # noqa: B004 - an object whose __call__ is async
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)

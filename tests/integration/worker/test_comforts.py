@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 from gearworks import Admin, AsyncWorker, Client, JSONCodec, Worker
 from gearworks.worker import WorkerJob
+from gearworks.worker.session import Outcome
 from tests.integration.worker.conftest import WorkerFactory
 from tests.servers import ServerProcess
 
@@ -89,3 +94,73 @@ def test_grab_one_runs_one_job_or_returns_none(job_server: ServerProcess, kind: 
     started = time.monotonic()
     assert grab() is None
     assert time.monotonic() - started < 2.0
+
+
+def test_hooks_run_in_order_and_a_failing_job_hook_does_not_stop_the_worker(
+    job_server: ServerProcess, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+    work_thread: list[threading.Thread] = []
+
+    def on_startup(worker: object) -> None:
+        work_thread.append(threading.current_thread())
+        calls.append("startup")
+
+    def on_job_end(job: WorkerJob, outcome: Outcome) -> None:
+        assert threading.current_thread() is work_thread[0]  # the thread running work(), not a pool thread
+        calls.append(f"end {job.workload.decode()} {outcome.value!r}")
+        raise RuntimeError("hook bug")
+
+    hooks: dict[str, Any] = {
+        "on_startup": on_startup,
+        "on_shutdown": lambda worker: calls.append("shutdown"),
+        "on_job_start": lambda job: calls.append(f"start {job.workload.decode()}"),
+        "on_job_end": on_job_end,
+    }
+    if kind == "async":
+
+        async def on_shutdown(worker: object) -> None:
+            await asyncio.sleep(0)
+            calls.append("shutdown")
+
+        hooks["on_shutdown"] = on_shutdown
+    worker = AsyncWorker(job_server.address, **hooks) if kind == "async" else Worker(job_server.address, **hooks)
+    worker.register("job", lambda job: job.workload.upper())
+    with Client(job_server.address) as client:
+        for name in ("a", "b"):
+            client.submit_background("job", name)
+    handled = asyncio.run(worker.work(burst=True)) if isinstance(worker, AsyncWorker) else worker.work(burst=True)
+    assert handled == 2
+    assert calls == ["startup", "start a", "end a b'A'", "start b", "end b b'B'", "shutdown"]
+    assert "on_job_end hook raised" in caplog.text
+
+
+def test_a_raising_on_startup_fails_work(job_server: ServerProcess, kind: str) -> None:
+    def on_startup(worker: object) -> None:
+        raise RuntimeError("no database")
+
+    worker = (AsyncWorker if kind == "async" else Worker)(job_server.address, on_startup=on_startup)
+    with pytest.raises(RuntimeError, match="no database"):
+        asyncio.run(worker.work()) if isinstance(worker, AsyncWorker) else worker.work()
+
+
+def test_stop_from_another_thread_returns_work_promptly(job_server: ServerProcess, kind: str) -> None:
+    """Both workers' stop() is safe from any thread (the async one hands itself to its loop)."""
+    worker = AsyncWorker(job_server.address) if kind == "async" else Worker(job_server.address)
+    worker.register("idle", lambda job: b"")
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(
+            asyncio.run(worker.work(handle_signals=False))
+            if isinstance(worker, AsyncWorker)
+            else worker.work(handle_signals=False)
+        )
+    )
+    thread.start()
+    wait_until(lambda: registered(job_server.address, b"idle"))
+    stopped = time.monotonic()
+    worker.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert result == [0]
+    assert time.monotonic() - stopped < 1.0

@@ -509,3 +509,31 @@ def test_burst_counts_a_server_that_cannot_be_reached_as_empty() -> None:
     assert session.accepting  # the other server was never tried
     session.connect_failed(session.links[1], now=0.0)
     assert session.finished
+
+
+def test_job_hooks_run_around_each_handler_and_a_raising_hook_is_only_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[object] = []
+
+    def on_job_start(job: WorkerJob) -> None:
+        calls.append(("start", job.handle))
+        raise RuntimeError("hook bug")
+
+    session, wires = ready(
+        exceptions=False, on_job_start=on_job_start, on_job_end=lambda job, outcome: calls.append(outcome)
+    )
+    job = assign(session, session.links[0], b"H:1")
+    wires[0].take()
+    session.job_returned(job, Outcome(b"ok"))
+    assert calls == [("start", b"H:1"), Outcome(b"ok")]
+    assert wires[0].take()[0] == (T.WORK_COMPLETE, (b"H:1", b"ok"))  # the job went on despite the hook
+    assert "on_job_start hook raised" in caplog.text
+
+
+def test_coroutine_job_hooks_are_refused() -> None:
+    async def on_job_start(job: WorkerJob) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="plain functions"):
+        make(on_job_start=on_job_start)
