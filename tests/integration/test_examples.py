@@ -294,6 +294,12 @@ def test_worker_exceptions_reach_the_client_and_the_worker_goes_on(server: Serve
     ]
 
 
+def test_worker_batch_drains_the_queue_and_exits(server: ServerProcess) -> None:
+    output = run("worker_batch.py", server.address, "--jobs", "20")
+    assert re.search(r"^drained: 20 jobs in [\d.]+s, 20 distinct photos$", output, flags=re.MULTILINE), output
+    in_order(output, "queued 20 jobs", "grab_one on the empty queue: None")
+
+
 # ---------------------------------------------------------------------------------------------------- operations
 
 
