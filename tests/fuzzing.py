@@ -61,10 +61,10 @@ def valid_packet(rng: random.Random) -> bytes:
 def mutated(rng: random.Random) -> bytes:
     kind = rng.randrange(8)
     if kind == 0:  # flipped bytes in a valid packet
-        data = bytearray(valid_packet(rng))
+        flipped = bytearray(valid_packet(rng))
         for _ in range(rng.randrange(1, 4)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-        return bytes(data)
+            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+        return bytes(flipped)
     if kind == 1:  # random type, random declared length, short body
         return (
             REQ + struct.pack(">II", rng.getrandbits(32), rng.getrandbits(rng.choice((4, 16, 32)))) + rng.randbytes(8)
