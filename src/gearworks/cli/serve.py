@@ -9,7 +9,7 @@ import os
 import sys
 
 from gearworks.errors import QueueError
-from gearworks.server.admin import VERBOSE_LEVELS
+from gearworks.server.admin import VERBOSE_LEVELS, parse_networks
 from gearworks.server.app import ServerConfig, run
 from gearworks.server.queues.base import QueueStore
 from gearworks.server.queues.urls import open_store
@@ -119,6 +119,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--libpq-conninfo", metavar="CONNINFO", default="", help="-q Postgres: libpq connection string")
     add("-t", "--threads", type=int, default=0, help="accepted for gearmand compatibility; ignored")
     add("--allow-remote-shutdown", action="store_true", help="accept admin shutdown from non-loopback peers")
+    add(
+        "--admin-allow",
+        nargs="+",
+        action="extend",
+        metavar="CIDR",
+        help="peers allowed to run admin commands that change state (shutdown, maxqueue, cancel job, create/drop "
+        "function, dead requeue/purge); replaces the default, loopback and Unix-socket peers "
+        "(e.g. --admin-allow 127.0.0.1/32 10.1.0.0/16)",
+    )
     parser.set_defaults(handler=serve)
 
 
@@ -184,6 +193,8 @@ def serve(args: argparse.Namespace) -> int:
         allow_remote_shutdown=args.allow_remote_shutdown,
     )
     try:
+        if args.admin_allow is not None:
+            config.admin_allow = parse_networks(args.admin_allow)
         config.store = queue_store(args)
         return run(config)
     except (ValueError, QueueError) as exc:

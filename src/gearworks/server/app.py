@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gearworks._version import __version__
 from gearworks.protocol.codec import DEFAULT_MAX_PACKET_SIZE
-from gearworks.server.admin import AdminAction, AdminCommands
+from gearworks.server.admin import AdminAction, AdminCommands, Network
 from gearworks.server.board import Board
 from gearworks.server.connections import Hub, SocketOptions
 from gearworks.server.jobs import HandleFactory
@@ -72,6 +72,8 @@ class ServerConfig:
     queue_type: str = "memory"
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     allow_remote_shutdown: bool = False
+    admin_allow: tuple[Network, ...] | None = None
+    """Networks whose peers may run state-changing admin commands; None: loopback (and Unix-socket) peers."""
     store: QueueStore = field(default_factory=MemoryStore)
 
 
@@ -118,6 +120,7 @@ class JobServer:
             version=VERSION.encode(),
             verbose=config.verbose,
             allow_remote_shutdown=config.allow_remote_shutdown,
+            admin_allow=config.admin_allow,
         )
         socket_options = SocketOptions()
         if config.keepalive:
