@@ -26,6 +26,7 @@ from gearworks.server.admin import AdminAction, AdminCommands, Network
 from gearworks.server.board import Board
 from gearworks.server.connections import Hub, SocketOptions
 from gearworks.server.jobs import HandleFactory
+from gearworks.server.limits import Limits, raise_open_files_limit
 from gearworks.server.queues.base import QueueStore
 from gearworks.server.queues.memory import MemoryStore
 
@@ -75,6 +76,7 @@ class ServerConfig:
     admin_allow: tuple[Network, ...] | None = None
     """Networks whose peers may run state-changing admin commands; None: loopback (and Unix-socket) peers."""
     store: QueueStore = field(default_factory=MemoryStore)
+    limits: Limits = field(default_factory=Limits)
 
 
 def tls_context(config: ServerConfig) -> ssl.SSLContext:
@@ -282,5 +284,6 @@ def _keep_large_buffers() -> None:
 def run(config: ServerConfig) -> int:
     """Run a job server in this process until it is stopped; returns the exit status."""
     _keep_large_buffers()
+    raise_open_files_limit()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_main(config))
