@@ -60,3 +60,15 @@ def gearworks_server_factory() -> Iterator[ServerFactory]:
 def gearworks_server(gearworks_server_factory: ServerFactory) -> ServerProcess:
     """One gearworks job server on a free loopback port."""
     return gearworks_server_factory()
+
+
+@pytest.fixture(params=["gearmand", "gearworks"])
+def job_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """A job server of each kind in turn, C gearmand and ``gearworks serve``: for behaviour both must share."""
+    if request.param == "gearmand":
+        require(GEARMAND, "gearman-job-server")
+    server = (gearmand_process if request.param == "gearmand" else gearworks_process)()
+    try:
+        yield server.start()
+    finally:
+        server.close()

@@ -4,6 +4,7 @@
 """
 
 from gearworks.server.app import JobServer, ServerConfig, run
-from gearworks.server.board import Board, Peer
+from gearworks.server.board import Board
+from gearworks.server.peers import Peer
 
 __all__ = ["Board", "JobServer", "Peer", "ServerConfig", "run"]

@@ -20,7 +20,8 @@ from enum import Enum
 
 from gearworks.protocol.admin import MAX_WORDS, format_block, split_words
 from gearworks.protocol.fields import c_atoi
-from gearworks.server.board import Board, Peer
+from gearworks.server.board import Board
+from gearworks.server.peers import Peer
 
 __all__ = ["VERBOSE_LEVELS", "AdminAction", "AdminCommands", "Network", "parse_networks"]
 

@@ -1,13 +1,16 @@
 """The asyncio layer of the job server: bytes from a connection → decoder → board → replies, one write per batch.
 
 How this works: ``Connection`` is an ``asyncio.Protocol`` (no streams: a callback per read, no task per
-connection). Every packet one read completes is dispatched to the board through its ``dispatch`` dict; whatever
-the board queues for any peer marks that peer's connection dirty, and when the read's batch is done the hub
-persists the batch's background jobs and then writes each dirty connection's output in a single
+connection). Every packet one read completes is dispatched through the packet table (``dispatch``); the board
+appends replies to the outboxes (``peers.Peer``) of whichever peers they concern and lists those peers in
+``board.ready``. Every callback that calls into the board — a read's batch, the timer, a durable write finishing,
+a connection lost — ends with ``Hub.flush``: it stages the batch's durable changes, takes ``board.take_ready()``,
+maps each peer to its connection through ``Hub.connections`` and writes that peer's ``take_out()`` in a single
 ``transport.write`` (flushing at the end of the batch rather than in a ``call_soon`` saves a loop iteration, i.e.
-latency, on every request; output from timers is flushed with ``call_soon``). Malformed
-input gets an ERROR packet saying what was wrong, after the replies to everything before it, and only that
-connection is closed. No clock or job logic here beyond passing ``now`` to the board.
+latency, on every request). Only the hub's dict points from a peer to its connection, so a closed connection,
+once out of the dict, is freed by reference counting with its buffers. Malformed input gets an ERROR packet saying
+what was wrong, after the replies to everything before it, and only that connection is closed. No clock or job
+logic here beyond passing ``now`` to the board.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from gearworks.errors import ProtocolError, QueueError
 from gearworks.protocol.codec import DEFAULT_MAX_PACKET_SIZE, LARGE_PAYLOAD, Decoder
 from gearworks.protocol.packets import REQ, Packet, PacketType
 from gearworks.server.admin import AdminAction, AdminCommands
-from gearworks.server.board import Board, Peer
+from gearworks.server.board import Board
+from gearworks.server.dispatch import packet_table
 from gearworks.server.jobs import Job
+from gearworks.server.peers import Peer
 from gearworks.server.persistence import GroupCommit
 
 __all__ = ["Connection", "Hub", "SocketOptions"]
@@ -66,7 +71,8 @@ class SocketOptions:
 
 
 class Hub:
-    """What the connections of one server share: the board, admin commands, the per-turn flush and the timer.
+    """What the connections of one server share: the board and its packet table, admin commands, the peer →
+    connection map, the flush after every call into the board, and the timer.
 
     Args:
         board: the job board.
@@ -86,17 +92,18 @@ class Hub:
         socket_options: SocketOptions | None = None,
     ) -> None:
         self.board = board
+        self.dispatch = packet_table(board)
         self.admin = admin
         self.on_action = on_action
         self.max_packet_size = max_packet_size
         self.socket_options = socket_options or SocketOptions()
-        self.connections: set[Connection] = set()
-        self.commit: GroupCommit[Job] | None = GroupCommit(board.store, self._written) if board.store.durable else None
+        self.connections: dict[Peer, Connection] = {}
+        """Every open connection by its peer: the one way from the board's ``ready`` peers to their sockets."""
+        self.commit: GroupCommit[Job[Peer]] | None = (
+            GroupCommit(board.store, self._written) if board.store.durable else None
+        )
         self.reading_paused = False
         self.on_idle: Callable[[], None] | None = None
-        self._dirty: list[Connection] = []
-        self._flush_scheduled = False
-        self._batching = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -105,31 +112,13 @@ class Hub:
         """Protocol factory for ``loop.create_server``."""
         return Connection(self)
 
-    def mark_dirty(self, connection: Connection) -> None:
-        """``connection`` has output: write it (with everyone else's) when the current batch of input ends."""
-        self._dirty.append(connection)
-        if not self._batching and not self._flush_scheduled:
-            # Output produced outside a batch (a timer firing): write it at the end of this loop turn.
-            self._flush_scheduled = True
-            loop = self._loop or asyncio.get_running_loop()
-            self._loop = loop
-            loop.call_soon(self.flush)
-
-    def begin(self) -> None:
-        """Input is being processed: hold writes until ``end``."""
-        self._batching = True
-
-    def end(self) -> None:
-        """The batch of input is processed: write every connection's output once, and stage the board's durable
-        changes even when nobody has output (a worker lost mid-job buries or drops a background job silently)."""
-        self._batching = False
-        if self._dirty or self.board.changed:
-            self.flush()
-
     def flush(self) -> None:
-        """Persist the batch's background jobs, then write every dirty connection's output once."""
-        self._flush_scheduled = False
+        """The end of a call into the board: persist its background jobs (and stage the board's durable changes
+        even when nobody has output: a worker lost mid-job buries or drops a background job silently), then write
+        each ready peer's output once."""
         board = self.board
+        if not board.ready and not board.changed:
+            return
         commit = self.commit
         if commit is not None:
             added, removed, jobs, buried, unburied = board.take_changes()
@@ -137,28 +126,27 @@ class Hub:
                 commit.stage(added, removed, jobs, buried, unburied)
                 if commit.backlog > MAX_WRITE_BACKLOG and not self.reading_paused:
                     self._pause_reading(True)
-        dirty = self._dirty
-        self._dirty = []
-        for connection in dirty:
-            connection.write_out()
+        connections = self.connections
+        for peer in board.take_ready():
+            connection = connections.get(peer)
+            if connection is not None:
+                connection.write_out(peer.take_out())
         if board.next_deadline() is not None:
             self.schedule_timer()
         if self.on_idle is not None and not board.jobs:
             self.on_idle()
 
-    def _written(self, jobs: list[Job], error: QueueError | None) -> None:
+    def _written(self, jobs: list[Job[Peer]], error: QueueError | None) -> None:
         """A durable batch is written (or lost): release the JOB_CREATED (or QUEUE_ERROR) replies it held."""
-        self.begin()
-        for peer in self.board.written(jobs, error is not None):
-            peer.notify(peer)
-        self.end()
+        self.board.written(jobs, error is not None)
+        self.flush()
         if self.reading_paused and self.commit is not None and self.commit.backlog < MAX_WRITE_BACKLOG // 4:
             self._pause_reading(False)
 
     def _pause_reading(self, pause: bool) -> None:
         """Back-pressure while the durable queue falls behind: stop (or resume) reading every connection."""
         self.reading_paused = pause
-        for connection in self.connections:
+        for connection in self.connections.values():
             transport = connection.transport
             if transport is not None and not transport.is_closing():
                 if pause:
@@ -180,9 +168,8 @@ class Hub:
 
     def _fire(self) -> None:
         self._timer = None
-        self.begin()
         self.board.tick(_time())
-        self.end()
+        self.flush()
         self.schedule_timer()
 
     def close(self) -> None:
@@ -190,7 +177,7 @@ class Hub:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for connection in list(self.connections):
+        for connection in list(self.connections.values()):
             connection.abort()
 
 
@@ -218,8 +205,9 @@ class Connection(asyncio.Protocol):
         self.hub = hub
         self.decoder = Decoder(text=True, max_packet_size=hub.max_packet_size)
         self.transport: asyncio.Transport | None = None
-        self.peer = Peer(notify=self._notify)
-        self._close_after_write = False
+        self.peer: Peer
+        self.closing = False
+        """Reading has stopped; the transport closes once the pending output (the reason included) is written."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Set socket options, describe the peer, register it with the board."""
@@ -231,27 +219,22 @@ class Connection(asyncio.Protocol):
                 self.hub.socket_options.apply(sock)
             except OSError as exc:
                 log.warning("could not set socket options: %s", exc)
-        peer = self.peer
-        peer.fd, peer.host, peer.address, peer.local = _describe(transport)
-        self.hub.connections.add(self)
-        self.hub.board.connect(peer)
-        if self.hub.reading_paused:
+        fd, host, address, local = _describe(transport)
+        hub = self.hub
+        self.peer = peer = hub.board.connect(fd=fd, host=host, address=address, local=local)
+        hub.connections[peer] = self
+        if hub.reading_paused:
             transport.pause_reading()  # the durable queue is behind: new peers wait like the others
-        log.debug("accepted %s", peer.address)
-
-    def _notify(self, peer: Peer) -> None:
-        self.hub.mark_dirty(self)
+        log.debug("accepted %s", address)
 
     def data_received(self, data: bytes) -> None:
-        """Decode and dispatch every complete message; replies go out at the end of the loop turn."""
-        peer = self.peer
-        if peer.closing:
+        """Decode and dispatch every complete message; replies go out when the batch is done."""
+        if self.closing:
             return
+        peer = self.peer
         hub = self.hub
-        board = hub.board
-        board.now = _time()
-        dispatch = board.dispatch
-        hub.begin()
+        hub.board.now = _time()
+        dispatch = hub.dispatch
         try:
             for item in self.decoder.feed(data):
                 if type(item) is Packet:
@@ -275,7 +258,7 @@ class Connection(asyncio.Protocol):
             log.exception("internal error serving %s", peer.address)
             peer.send(_ERROR, b"SERVER_ERROR\0Internal server error")
             self._close_soon()
-        hub.end()
+        hub.flush()
 
     def _act(self, action: AdminAction) -> None:
         self._close_soon()
@@ -284,16 +267,14 @@ class Connection(asyncio.Protocol):
 
     def _close_soon(self) -> None:
         """Stop reading; close once the pending output (the reason included) is written."""
-        self.peer.closing = True
-        self._close_after_write = True
+        self.closing = True
         if self.transport is not None:
             self.hub.board.disconnect(self.peer)
             if not self.peer.out:
                 self.transport.close()
 
-    def write_out(self) -> None:
-        """Write everything queued for this peer in one call."""
-        out = self.peer.take_output()
+    def write_out(self, out: list[bytes]) -> None:
+        """Write one batch of this peer's output in one call."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -304,7 +285,7 @@ class Connection(asyncio.Protocol):
                 transport.writelines(out)  # a large payload goes out as its own buffer, uncopied
             else:
                 transport.write(b"".join(out))
-        if self._close_after_write:
+        if self.closing:
             transport.close()
 
     def pause_writing(self) -> None:
@@ -318,14 +299,16 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Requeue the peer's jobs, detach its waits."""
+        """Requeue the peer's jobs, detach its waits, drop its output; nothing refers to this connection after."""
         hub = self.hub
-        hub.connections.discard(self)
-        hub.begin()
-        hub.board.disconnect(self.peer)
-        hub.end()
-        self.peer.closing = True
-        log.debug("closed %s", self.peer.address)
+        peer = self.peer
+        self.closing = True
+        self.transport = None
+        hub.connections.pop(peer, None)
+        hub.board.disconnect(peer)
+        peer.discard()
+        hub.flush()
+        log.debug("closed %s", peer.address)
 
     def abort(self) -> None:
         """Drop the connection without flushing (server stop)."""

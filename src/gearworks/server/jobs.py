@@ -1,31 +1,36 @@
-"""Job records and job handles for the job server.
+"""Job and function records, job handles and the unique index of the job server.
 
 A ``Job`` is the server's whole memory of one submission: one is kept per queued or running job, so it is a
 ``__slots__`` record whose unset fields share constants (about 600 bytes per queued 100-byte job is the budget,
-issue #4). No I/O and no scheduling here; ``board`` decides what happens to jobs.
+issue #4). A ``Function`` holds one name's queues and unique index. Both are generic in the peer class that
+holds and waits on jobs (``peers.Peer``), so this module imports nothing of the server: ``peers`` builds on it,
+``board`` on both. No I/O and no scheduling here; ``board`` decides what happens to jobs.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from gearworks.server.board import Function, Peer
+from typing import Generic, TypeVar
 
 __all__ = [
     "MAX_HANDLE_PREFIX",
     "MAX_UNIQUE",
     "DeadJob",
+    "Function",
     "HandleFactory",
     "Job",
     "JobState",
     "Priority",
     "WriteState",
+    "unique_key",
 ]
+
+P = TypeVar("P")
+"""The peer class (``peers.Peer``): workers holding jobs, clients waiting on them."""
 
 MAX_UNIQUE = 64
 """Longest unique key (and reducer name) accepted; longer ones get ARGUMENT_TOO_LARGE (PROTOCOL.md §1.4)."""
@@ -64,7 +69,7 @@ _WRITTEN = WriteState.WRITTEN
 _QUEUED = JobState.QUEUED  # a module constant: enum attribute lookups are slow on the submission path
 
 
-class Job:
+class Job(Generic[P]):
     """One job.
 
     ``clients`` is None until a foreground client attaches (most jobs in a deep queue are background jobs, and a
@@ -94,7 +99,7 @@ class Job:
     def __init__(
         self,
         handle: bytes,
-        function: Function,
+        function: Function[P],
         unique: bytes,
         workload: bytes,
         *,
@@ -112,8 +117,8 @@ class Job:
         self.reducer = reducer
         self.when = when
         self.state = _QUEUED
-        self.worker: Peer | None = None
-        self.clients: list[Peer] | None = None
+        self.worker: P | None = None
+        self.clients: list[P] | None = None
         self.numerator = _ZERO
         self.denominator = _ZERO
         self.retries = 0
@@ -123,10 +128,74 @@ class Job:
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"
 
-    def attached(self) -> Iterator[Peer]:
+    def attached(self) -> Iterator[P]:
         """Attached foreground clients, the most recently attached first (gearmand's order, PROTOCOL.md §3.7)."""
         if self.clients:
             yield from reversed(self.clients)
+
+
+class Function(Generic[P]):
+    """One function name: its queues, the peers registered for it and those asleep, its maxqueue caps.
+
+    ``counts`` are live queued jobs per priority (tombstones excluded); ``delayed`` are epoch jobs not yet due,
+    reported as queued normal jobs like gearmand does.
+    """
+
+    __slots__ = (
+        "counts",
+        "delayed",
+        "maxqueue",
+        "name",
+        "queues",
+        "running",
+        "sleepers",
+        "tombstones",
+        "uniques",
+        "workers",
+    )
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.queues: tuple[deque[Job[P]], deque[Job[P]], deque[Job[P]]] = (deque(), deque(), deque())
+        self.counts = [0, 0, 0]
+        self.delayed = 0
+        self.running = 0
+        self.tombstones = 0
+        self.workers: list[P] = []
+        self.sleepers: dict[P, None] = {}
+        self.uniques: dict[bytes, Job[P]] = {}
+        self.maxqueue: tuple[int, int, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Function {self.name!r}>"
+
+    def sweep(self) -> None:
+        """Drop the tombstones of cancelled and abandoned jobs from the queues (they would otherwise stay until a
+        worker grabs past them, and a function nobody works on would keep them all)."""
+        high, normal, low = (deque(job for job in queue if job.state is _QUEUED) for queue in self.queues)
+        self.queues = (high, normal, low)
+        self.tombstones = 0
+
+    @property
+    def total(self) -> int:
+        """Queued (due or not) plus running jobs: the `status` TOTAL column and what maxqueue caps."""
+        counts = self.counts
+        return counts[0] + counts[1] + counts[2] + self.delayed + self.running
+
+    @property
+    def idle(self) -> bool:
+        """No job, no registration: safe to drop."""
+        return not self.workers and not self.total
+
+
+def unique_key(unique: bytes, workload: bytes) -> bytes | None:
+    """The coalescing key of ``Function.uniques``: none for an empty unique, the payload for ``-`` (PROTOCOL.md
+    §3.3). A NUL cannot occur in a unique on the wire, so ``\\0`` + payload never collides with a real unique."""
+    if not unique:
+        return None
+    if unique == b"-":
+        return b"\0" + workload if workload else None
+    return unique
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,10 @@ def chatty(job: RawJob) -> bytes:
     return b"done"
 
 
-def test_do_returns_the_result_and_reports_every_event(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
+def test_do_returns_the_result_and_reports_every_event(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address)
     seen: list[object] = []
-    with RawWorker(gearmand.port, {b"reverse": reverse, b"chatty": chatty}):
+    with RawWorker(job_server.port, {b"reverse": reverse, b"chatty": chatty}):
         assert client.do("reverse", "hello") == b"olleh"
         assert client.do(b"reverse", b"") == b""
         job = client.submit(
@@ -66,8 +66,8 @@ def test_do_returns_the_result_and_reports_every_event(gearmand: ServerProcess, 
     assert (client.client.pending_count, client.client.active_count) == (0, 0)
 
 
-def test_failed_job_raises_and_retry_count_resubmits(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
+def test_failed_job_raises_and_retry_count_resubmits(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address)
     attempts: list[bytes] = []
 
     def flaky(job: RawJob) -> bytes:
@@ -77,7 +77,7 @@ def test_failed_job_raises_and_retry_count_resubmits(gearmand: ServerProcess, fr
         return b"second time"
 
     retries: list[int] = []
-    with RawWorker(gearmand.port, {b"flaky": flaky}):
+    with RawWorker(job_server.port, {b"flaky": flaky}):
         with pytest.raises(JobFailed, match="flaky") as caught:
             client.do("flaky", "always", retry_count=2, on_retry=retries.append)
         assert caught.value.function == b"flaky"
@@ -90,21 +90,21 @@ def test_failed_job_raises_and_retry_count_resubmits(gearmand: ServerProcess, fr
 
 
 def test_worker_exception_reaches_clients_that_asked_for_exceptions(
-    gearmand: ServerProcess, front: FrontFactory
+    job_server: ServerProcess, front: FrontFactory
 ) -> None:
     def boom(job: RawJob) -> None:
         job.exception(b"ZeroDivisionError\0details")
 
-    plain = front(gearmand.address)
-    with RawWorker(gearmand.port, {b"boom": boom}):
+    plain = front(job_server.address)
+    with RawWorker(job_server.port, {b"boom": boom}):
         with pytest.raises(JobFailed) as failed:
-            plain.do("boom")  # gearmand turns the exception into WORK_FAIL for this client (PROTOCOL.md §3.7)
+            plain.do("boom")  # the server turns the exception into WORK_FAIL for this client (PROTOCOL.md §3.7)
         assert not isinstance(failed.value, JobException)
         plain.option("exceptions")
         with pytest.raises(JobException) as raised:
             plain.do("boom")
         assert raised.value.data == b"ZeroDivisionError\0details"
-        from_start = front(gearmand.address, exceptions=True)
+        from_start = front(job_server.address, exceptions=True)
         exceptions: list[bytes] = []
         with pytest.raises(JobException):
             from_start.do("boom", on_exception=exceptions.append)
@@ -113,14 +113,14 @@ def test_worker_exception_reaches_clients_that_asked_for_exceptions(
         plain.option("no-such-option")
 
 
-def test_priorities_order_queued_jobs(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
+def test_priorities_order_queued_jobs(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address)
     order = [("low", b"L1"), ("normal", b"N1"), ("high", b"H1"), ("low", b"L2"), ("normal", b"N2"), ("high", b"H2")]
     jobs = [client.submit("prio", name, priority=priority) for priority, name in order]
     background = [client.submit_background("prio", name, priority=priority) for priority, name in order]
     assert len(set(background)) == 6
     assert client.echo(b"sync") == b"sync"  # every submission above has been created
-    with RawWorker(gearmand.port, {b"prio": echo}) as worker:
+    with RawWorker(job_server.port, {b"prio": echo}) as worker:
         client.wait(jobs, 30)
         deadline = time.monotonic() + 30
         while len(worker.seen) < 12 and time.monotonic() < deadline:
@@ -142,15 +142,15 @@ def test_priorities_order_queued_jobs(gearmand: ServerProcess, front: FrontFacto
     ]
 
 
-def test_unique_key_coalesces_foreground_jobs(gearmand: ServerProcess, front: FrontFactory) -> None:
-    one, two = front(gearmand.address), front(gearmand.address)
+def test_unique_key_coalesces_foreground_jobs(job_server: ServerProcess, front: FrontFactory) -> None:
+    one, two = front(job_server.address), front(job_server.address)
     first = one.submit("coalesce", b"FIRST", unique=b"same-key")
     again = one.submit("coalesce", b"ignored", unique=b"same-key")
     assert one.echo(b"") == b""  # the first submission is created before the other client's
     other_client = two.submit("coalesce", b"SECOND", unique=b"same-key")
     different = two.submit("coalesce", b"OTHER", unique=b"other-key")
     assert two.echo(b"") == b""
-    with RawWorker(gearmand.port, {b"coalesce": echo}) as worker:
+    with RawWorker(job_server.port, {b"coalesce": echo}) as worker:
         one.wait([first, again], 30)
         two.wait([other_client, different], 30)
     assert first.handle == again.handle == other_client.handle != different.handle
@@ -159,8 +159,8 @@ def test_unique_key_coalesces_foreground_jobs(gearmand: ServerProcess, front: Fr
     assert sorted(workload for _, _, workload in worker.seen) == [b"FIRST", b"OTHER"]
 
 
-def test_background_job_status_by_handle_and_unique(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
+def test_background_job_status_by_handle_and_unique(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address)
     handle = client.submit_background("later", b"payload", unique=b"u-1")
     status = client.get_status(handle)
     assert (status.handle, status.known, status.running) == (handle, True, False)
@@ -175,7 +175,7 @@ def test_background_job_status_by_handle_and_unique(gearmand: ServerProcess, fro
         release.wait(30)
         return b"r"
 
-    with RawWorker(gearmand.port, {b"later": slow}):
+    with RawWorker(job_server.port, {b"later": slow}):
         deadline = time.monotonic() + 30
         while (status := client.get_status(handle)).numerator != 50 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -187,8 +187,8 @@ def test_background_job_status_by_handle_and_unique(gearmand: ServerProcess, fro
     assert not client.get_status_unique(b"u-1").known
 
 
-def test_background_jobs_get_distinct_default_uniques(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
+def test_background_jobs_get_distinct_default_uniques(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address)
     handles = {client.submit_background("bg", b"same payload") for _ in range(3)}
     assert len(handles) == 3  # not squashed into one job
     job = client.submit("bg", b"x", background=True)
@@ -220,10 +220,10 @@ def test_epoch_job_does_not_run_before_its_time(gearmand: ServerProcess, front: 
     assert ran[0][1] >= when
 
 
-def test_four_mib_payload_with_nul_bytes_round_trips(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
+def test_four_mib_payload_with_nul_bytes_round_trips(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address)
     payload = bytes(range(256)) * (4 * 4096) + b"\0\0end"
-    with RawWorker(gearmand.port, {b"echo": echo}):
+    with RawWorker(job_server.port, {b"echo": echo}):
         assert client.do("echo", payload) == payload
         assert client.echo(payload) == payload
 
@@ -239,8 +239,8 @@ def test_payload_over_the_limit_is_refused_before_sending(gearmand: ServerProces
         assert client.do("echo", b"x" * (60 * 1024)) == b"x" * (60 * 1024)
 
 
-def test_close_fails_pending_jobs_and_nothing_hangs(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
+def test_close_fails_pending_jobs_and_nothing_hangs(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address)
     jobs = [client.submit("nobody-works-this", str(i)) for i in range(50)]
     background = client.submit("nobody-works-this", b"bg", background=True)
     assert client.echo(b"") == b""
@@ -253,8 +253,8 @@ def test_close_fails_pending_jobs_and_nothing_hangs(gearmand: ServerProcess, fro
     assert background.result() == background.handle  # created before the close: not failed
 
 
-def test_job_timeout_and_task_set_timeout(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
+def test_job_timeout_and_task_set_timeout(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address)
     started = time.monotonic()
     with pytest.raises(JobTimeout):
         client.do("nobody-works-this", b"", timeout=0.3)
@@ -263,37 +263,37 @@ def test_job_timeout_and_task_set_timeout(gearmand: ServerProcess, front: FrontF
     assert all(isinstance(job.error, JobTimeout) for job in jobs)
 
 
-def test_task_set_runs_many_jobs_with_per_task_callbacks(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
+def test_task_set_runs_many_jobs_with_per_task_callbacks(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address)
     completed: dict[int, bytes] = {}
     tasks = [
         ("reverse", str(i).encode(), {"on_complete": lambda result, i=i: completed.__setitem__(i, result)})
         for i in range(500)
     ]
-    with RawWorker(gearmand.port, {b"reverse": reverse}):
+    with RawWorker(job_server.port, {b"reverse": reverse}):
         jobs = client.task_set(tasks, timeout=60)
     assert [job.result() for job in jobs] == [str(i).encode()[::-1] for i in range(500)]
     assert completed == {i: str(i).encode()[::-1] for i in range(500)}
 
 
-def test_many_pipelined_background_submissions(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
+def test_many_pipelined_background_submissions(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address)
     jobs = [client.submit("piped", str(i), background=True) for i in range(3000)]
     client.wait(jobs, 60)
     assert len({job.result() for job in jobs}) == 3000
     assert client.client.pending_count == 0
 
 
-def test_reconnect_after_gearmand_restart_resends_options(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address, exceptions=True)
+def test_reconnect_after_server_restart_resends_options(job_server: ServerProcess, front: FrontFactory) -> None:
+    client = front(job_server.address, exceptions=True)
 
     def boom(job: RawJob) -> None:
         job.exception(b"bad")
 
-    with RawWorker(gearmand.port, {b"boom": boom}), pytest.raises(JobException):
+    with RawWorker(job_server.port, {b"boom": boom}), pytest.raises(JobException):
         client.do("boom")
-    gearmand.restart()
-    with RawWorker(gearmand.port, {b"boom": boom, b"echo": echo}):
+    job_server.restart()
+    with RawWorker(job_server.port, {b"boom": boom, b"echo": echo}):
         assert client.do("echo", b"back") == b"back"
         with pytest.raises(JobException):  # OPTION_REQ exceptions was sent again on the new connection
             client.do("boom")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections.abc import Iterable
 
 import pytest
 from hypothesis import given, settings
@@ -85,7 +86,7 @@ def test_four_mib_payload_with_nuls_round_trips_in_chunks() -> None:
 def test_packets_before_a_malformed_one_are_still_yielded() -> None:
     wire = encode(PacketType.ECHO_REQ, [b"before"]) + b"\0BAD" + bytes(8)
     decoder = Decoder()
-    seen = []
+    seen: list[Packet | bytes] = []
     with pytest.raises(ProtocolError, match="bad magic"):
         seen.extend(decoder.feed(wire))
     assert seen == [Packet(PacketType.ECHO_REQ, (b"before",))]
@@ -251,12 +252,19 @@ def test_a_flipped_header_byte_decodes_or_raises_protocol_error(packet: Packet, 
         pass
 
 
+def _args(items: Iterable[Packet | bytes]) -> list[tuple[bytes, ...]]:
+    """The arguments of each packet (a binary decoder yields no text lines)."""
+    packets = list(items)
+    assert all(isinstance(item, Packet) for item in packets)
+    return [item.args for item in packets if isinstance(item, Packet)]
+
+
 def test_bytes_fed_but_never_iterated_are_kept_for_the_next_feed() -> None:
     decoder = Decoder()
     first, second = encode(PacketType.ECHO_REQ, [b"one"]), encode(PacketType.ECHO_REQ, [b"two"])
     decoder.feed(first)  # the iterator is dropped unused
     assert decoder.buffered == len(first)
-    assert [packet.args for packet in decoder.feed(second)] == [(b"one",), (b"two",)]
+    assert _args(decoder.feed(second)) == [(b"one",), (b"two",)]
     assert decoder.buffered == 0
 
 
@@ -268,16 +276,15 @@ def test_stopping_early_neither_replays_nor_drops_messages(buffered_before: bool
         list(decoder.feed(wire[:3]))  # a partial header sits in the buffer, so the next feed parses the buffer
         wire = wire[3:]
     for packet in decoder.feed(wire):
-        assert packet.args == (b"0",)
+        assert _args([packet]) == [(b"0",)]
         break
-    taken = [packet.args for packet in decoder.feed(b"")]
+    taken = _args(decoder.feed(b""))
     assert taken == [(b"1",), (b"2",), (b"3",), (b"4",)]
 
 
 def test_a_new_feed_ends_the_previous_iterator_without_losing_its_rest() -> None:
     decoder = Decoder()
     old = decoder.feed(encode(PacketType.ECHO_REQ, [b"a"]) + encode(PacketType.ECHO_REQ, [b"b"]))
-    assert next(old).args == (b"a",)
-    new = list(decoder.feed(encode(PacketType.ECHO_REQ, [b"c"])))
-    assert [packet.args for packet in new] == [(b"b",), (b"c",)]
+    assert _args([next(old)]) == [(b"a",)]
+    assert _args(decoder.feed(encode(PacketType.ECHO_REQ, [b"c"]))) == [(b"b",), (b"c",)]
     assert list(old) == []

@@ -8,8 +8,10 @@ import pytest
 
 from gearworks.protocol import PacketType
 from gearworks.server.admin import AdminAction, AdminCommands, parse_networks
-from gearworks.server.board import Board, Peer
+from gearworks.server.board import Board
+from gearworks.server.dispatch import Handler, packet_table
 from gearworks.server.jobs import HandleFactory
+from gearworks.server.peers import Peer
 
 T = PacketType
 
@@ -20,26 +22,33 @@ def board() -> Board:
 
 
 @pytest.fixture
+def dispatch(board: Board) -> dict[PacketType, Handler]:
+    return packet_table(board)
+
+
+@pytest.fixture
 def admin(board: Board) -> AdminCommands:
     return AdminCommands(board, version=b"1.1.20+test", verbose="INFO")
 
 
 def ask(admin: AdminCommands, line: bytes, peer: Peer | None = None) -> bytes:
-    reply, action = admin.handle(peer or Peer(), line)
+    reply, action = admin.handle(peer or Peer([]), line)
     assert action is AdminAction.NONE
     return reply
 
 
-def test_status_prioritystatus_workers_show(board: Board, admin: AdminCommands) -> None:
-    client = board.connect(Peer(fd=7, address=b"127.0.0.1:5000"))
-    worker = board.connect(Peer(fd=8, address=b"127.0.0.1:5001"))
-    board.dispatch[T.SET_CLIENT_ID](worker, (b"order",))
+def test_status_prioritystatus_workers_show(
+    board: Board, admin: AdminCommands, dispatch: dict[PacketType, Handler]
+) -> None:
+    client = board.connect(fd=7, address=b"127.0.0.1:5000")
+    worker = board.connect(fd=8, address=b"127.0.0.1:5001")
+    dispatch[T.SET_CLIENT_ID](worker, (b"order",))
     for name in (b"f1", b"f2"):
-        board.dispatch[T.CAN_DO](worker, (name,))
-    board.dispatch[T.SUBMIT_JOB_HIGH_BG](client, (b"f1", b"u1", b"x"))
-    board.dispatch[T.SUBMIT_JOB](client, (b"f1", b"", b"y"))
-    board.dispatch[T.SUBMIT_JOB_LOW](client, (b"f2", b"u3", b"z"))
-    board.dispatch[T.GRAB_JOB](worker, ())
+        dispatch[T.CAN_DO](worker, (name,))
+    dispatch[T.SUBMIT_JOB_HIGH_BG](client, (b"f1", b"u1", b"x"))
+    dispatch[T.SUBMIT_JOB](client, (b"f1", b"", b"y"))
+    dispatch[T.SUBMIT_JOB_LOW](client, (b"f2", b"u3", b"z"))
+    dispatch[T.GRAB_JOB](worker, ())
     assert ask(admin, b"status") == b"f1\t2\t0\t1\nf2\t1\t1\t1\n.\n"
     assert ask(admin, b"prioritystatus extra") == b"f1\t1\t1\t0\t1\nf2\t0\t0\t0\t1\n.\n"
     assert ask(admin, b"workers") == b"7 127.0.0.1 - :\n8 127.0.0.1 order : f2 f1\n.\n"
@@ -78,13 +87,15 @@ def test_single_line_replies(admin: AdminCommands, line: bytes, reply: bytes) ->
     assert ask(admin, line) == reply
 
 
-def test_create_keeps_full_name_and_drop_refuses_busy_functions(board: Board, admin: AdminCommands) -> None:
+def test_create_keeps_full_name_and_drop_refuses_busy_functions(
+    board: Board, admin: AdminCommands, dispatch: dict[PacketType, Handler]
+) -> None:
     assert ask(admin, b"create function cf1") == b"OK\r\n"
     assert b"cf1" in board.functions
     assert ask(admin, b"drop function CF1") == b"OK\r\n"
     assert b"cf1" not in board.functions
-    client = board.connect(Peer())
-    board.dispatch[T.SUBMIT_JOB_BG](client, (b"busy", b"", b"x"))
+    client = board.connect()
+    dispatch[T.SUBMIT_JOB_BG](client, (b"busy", b"", b"x"))
     assert ask(admin, b"drop function busy") == b"ERR there are still connected workers or executing clients\r\n"
 
 
@@ -104,35 +115,35 @@ def test_maxqueue_forms(board: Board, admin: AdminCommands, line: bytes, caps: t
     assert board.functions[b"f"].maxqueue == caps
 
 
-def test_cancel_job_ok(board: Board, admin: AdminCommands) -> None:
-    board.dispatch[T.SUBMIT_JOB_BG](board.connect(Peer()), (b"f", b"", b"x"))
+def test_cancel_job_ok(board: Board, admin: AdminCommands, dispatch: dict[PacketType, Handler]) -> None:
+    dispatch[T.SUBMIT_JOB_BG](board.connect(), (b"f", b"", b"x"))
     assert ask(admin, b"cancel JOB H:t:1") == b"OK\r\n"
     assert ask(admin, b"status") == b"f\t0\t0\t0\n.\n"
 
 
 def test_six_words_close_the_connection(admin: AdminCommands) -> None:
-    reply, action = admin.handle(Peer(), b"a b c d e f")
+    reply, action = admin.handle(Peer([]), b"a b c d e f")
     assert action is AdminAction.CLOSE
     assert reply.startswith(b"ERR ")
 
 
 def test_shutdown_only_from_local_peers(admin: AdminCommands) -> None:
-    assert admin.handle(Peer(local=True), b"shutdown") == (b"OK\n", AdminAction.SHUTDOWN)
-    assert admin.handle(Peer(local=True), b"SHUTDOWN graceful") == (b"OK\n", AdminAction.GRACEFUL)
-    assert admin.handle(Peer(local=False), b"shutdown") == (
+    assert admin.handle(Peer([], local=True), b"shutdown") == (b"OK\n", AdminAction.SHUTDOWN)
+    assert admin.handle(Peer([], local=True), b"SHUTDOWN graceful") == (b"OK\n", AdminAction.GRACEFUL)
+    assert admin.handle(Peer([], local=False), b"shutdown") == (
         b"ERR UNKNOWN_COMMAND Unknown+server+commandshutdown\r\n",
         AdminAction.NONE,
     )
 
 
-def test_dead_letter_commands(admin: AdminCommands) -> None:
+def test_dead_letter_commands(admin: AdminCommands, dispatch: dict[PacketType, Handler]) -> None:
     board = admin.board
     board.job_retries = 1
-    client = board.connect(Peer())
-    board.dispatch[T.SUBMIT_JOB_BG](client, (b"f", b"u", b"x"))
-    worker = board.connect(Peer())
-    board.dispatch[T.CAN_DO](worker, (b"f",))
-    board.dispatch[T.GRAB_JOB](worker, ())
+    client = board.connect()
+    dispatch[T.SUBMIT_JOB_BG](client, (b"f", b"u", b"x"))
+    worker = board.connect()
+    dispatch[T.CAN_DO](worker, (b"f",))
+    dispatch[T.GRAB_JOB](worker, ())
     board.disconnect(worker)
     assert ask(admin, b"dead") == ask(admin, b"DEAD LIST") == b"H:t:1\tf\tu\t1\n.\n"
     invalid = b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+dead\r\n"
@@ -149,20 +160,20 @@ CHANGING = [b"maxqueue f 3", b"cancel job H:t:1", b"create function f", b"drop f
 
 @pytest.mark.parametrize("line", CHANGING)
 def test_state_changing_commands_refused_from_remote_peers(admin: AdminCommands, line: bytes) -> None:
-    remote = Peer(host=b"192.0.2.7", address=b"192.0.2.7:5000", local=False)
+    remote = Peer([], host=b"192.0.2.7", address=b"192.0.2.7:5000", local=False)
     assert ask(admin, line, remote).startswith(b"ERR PERMISSION_DENIED ")
     assert ask(admin, b"status", remote) == b".\n"
-    assert not ask(admin, line, Peer(local=True)).startswith(b"ERR PERMISSION_DENIED")
+    assert not ask(admin, line, Peer([], local=True)).startswith(b"ERR PERMISSION_DENIED")
 
 
 def test_admin_allow_replaces_the_loopback_default(board: Board) -> None:
     admin = AdminCommands(board, version=b"v", admin_allow=parse_networks(["192.0.2.0/24", "2001:db8::1"]))
-    allowed = Peer(host=b"192.0.2.7", local=False)
+    allowed = Peer([], host=b"192.0.2.7", local=False)
     assert admin.handle(allowed, b"shutdown") == (b"OK\n", AdminAction.SHUTDOWN)
-    assert ask(admin, b"maxqueue f 3", Peer(host=b"2001:db8::1", local=False)) == b"OK\r\n"
+    assert ask(admin, b"maxqueue f 3", Peer([], host=b"2001:db8::1", local=False)) == b"OK\r\n"
     # A peer behind a local proxy has a loopback address: once the list is given, it no longer passes.
-    assert ask(admin, b"maxqueue f 3", Peer(host=b"127.0.0.1", local=True)).startswith(b"ERR PERMISSION_DENIED ")
-    assert ask(admin, b"maxqueue f 3", Peer(host=b"unix", local=True)) == b"OK\r\n"
+    assert ask(admin, b"maxqueue f 3", Peer([], host=b"127.0.0.1", local=True)).startswith(b"ERR PERMISSION_DENIED ")
+    assert ask(admin, b"maxqueue f 3", Peer([], host=b"unix", local=True)) == b"OK\r\n"
 
 
 def test_admin_allow_rejects_what_is_not_a_network() -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 import pytest
 
 from gearworks.protocol import RES, Decoder, Packet, PacketType
-from gearworks.server.board import Board, Peer, Refused
+from gearworks.server.board import Board, Refused
+from gearworks.server.dispatch import Handler, packet_table, status_unique_body
 from gearworks.server.jobs import DeadJob, HandleFactory, JobState, Priority
+from gearworks.server.peers import Peer, SleepState
 from gearworks.server.queues.base import StoredJob
 
 T = PacketType
@@ -16,18 +20,29 @@ def board(**options: object) -> Board:
     return Board(handles=HandleFactory(b"H:t"), **options)  # type: ignore[arg-type]
 
 
+_TABLES: WeakKeyDictionary[Board, dict[PacketType, Handler]] = WeakKeyDictionary()
+
+
+def dispatch(b: Board) -> dict[PacketType, Handler]:
+    """The packet table of ``b`` (what the server's connections dispatch through), built once per board."""
+    table = _TABLES.get(b)
+    if table is None:
+        table = _TABLES[b] = packet_table(b)
+    return table
+
+
 def peer(b: Board) -> Peer:
-    return b.connect(Peer())
+    return b.connect()
 
 
 def send(b: Board, p: Peer, ptype: PacketType, *args: bytes) -> list[Packet]:
     """Dispatch one packet and return every packet ``p`` has queued (its replies and anything earlier)."""
-    b.dispatch[ptype](p, args)
+    dispatch(b)[ptype](p, args)
     return received(p)
 
 
 def received(p: Peer) -> list[Packet]:
-    data = b"".join(p.take_output())
+    data = b"".join(p.take_out())
     packets = list(Decoder().feed(data))
     assert all(isinstance(x, Packet) and x.magic == RES for x in packets)
     return packets  # type: ignore[return-value]
@@ -169,7 +184,7 @@ def test_pre_sleep_with_work_waiting_noops_at_once() -> None:
     send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"1")
     w = worker(b, b"f")
     assert send(b, w, T.PRE_SLEEP) == [pkt(T.NOOP)]
-    assert not w.sleeping
+    assert w.sleep is SleepState.AWAKE
 
 
 def test_worker_wakeup_limits_noops_per_job() -> None:
@@ -562,7 +577,7 @@ def test_status_of_unique_picks_newest_across_functions() -> None:
     send(b, c, T.SUBMIT_JOB_BG, b"f", b"u", b"1")
     send(b, c, T.SUBMIT_JOB_BG, b"g", b"u", b"2")
     assert b.job_by_unique(b"u") is b.jobs[b"H:t:2"]
-    assert b.status_of_unique(b"") == b"\x000\x000\x000\x000\x000"
+    assert status_unique_body(b, b"") == b"\x000\x000\x000\x000\x000"
 
 
 def test_large_payload_kept_as_its_own_chunk() -> None:
@@ -571,7 +586,7 @@ def test_large_payload_kept_as_its_own_chunk() -> None:
     payload = b"x" * (1 << 20)
     send(b, c, T.SUBMIT_JOB_BG, b"f", b"", payload)
     w = worker(b, b"f")
-    b.dispatch[T.GRAB_JOB](w, ())
+    dispatch(b)[T.GRAB_JOB](w, ())
     assert w.out[-1] is payload
 
 
@@ -607,7 +622,9 @@ def test_background_jobs_are_acknowledged_only_once_written() -> None:
     added, removed, jobs, _, _ = b.take_changes()
     assert [job.handle for job in added] == [b"H:t:42", b"H:t:44"]
     assert removed == []
-    assert b.written(jobs, failed=False) == [c]
+    b.take_ready()
+    b.written(jobs, failed=False)
+    assert b.take_ready() == [c]
     assert received(c) == [
         pkt(T.JOB_CREATED, b"H:t:42"),
         pkt(T.JOB_CREATED, b"H:t:43"),
@@ -627,7 +644,9 @@ def test_a_lost_write_answers_queue_error_and_drops_the_job() -> None:
     send(b, c, T.SUBMIT_JOB_BG, b"f", b"same", b"a")
     send(b, other, T.SUBMIT_JOB, b"f", b"same", b"joins it")  # coalesced: waits for the same write
     _, _, jobs, _, _ = b.take_changes()
-    assert set(b.written(jobs, failed=True)) == {c, other}
+    b.take_ready()
+    b.written(jobs, failed=True)
+    assert set(b.take_ready()) == {c, other}
     error = pkt(T.ERROR, b"QUEUE_ERROR", b"The job could not be written to the persistent queue")
     assert received(c) == [error]
     assert received(other) == [error]

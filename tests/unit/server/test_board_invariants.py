@@ -6,8 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gearworks.protocol import PacketType
-from gearworks.server.board import Board, Peer
+from gearworks.server.board import Board
+from gearworks.server.dispatch import packet_table
 from gearworks.server.jobs import HandleFactory, JobState
+from gearworks.server.peers import Peer
 
 T = PacketType
 FUNCTIONS = (b"f", b"g")
@@ -69,12 +71,13 @@ def test_random_operations_keep_counts_and_indexes_consistent(
     ops: list[tuple[object, ...]], retries: int, round_robin: bool
 ) -> None:
     board = Board(handles=HandleFactory(b"H:t"), job_retries=retries, round_robin=round_robin)
+    dispatch = packet_table(board)
     peers: list[Peer | None] = [None] * 3
     now = 1000.0
 
     def peer(index: int) -> Peer:
         if peers[index] is None:
-            peers[index] = board.connect(Peer())
+            peers[index] = board.connect()
         found = peers[index]
         assert found is not None
         return found
@@ -84,31 +87,31 @@ def test_random_operations_keep_counts_and_indexes_consistent(
         if kind == "submit":
             index, ptype, function, unique, payload = rest
             args = (function, unique, b"%d" % (now + 2), payload) if ptype is T.SUBMIT_JOB_EPOCH else ()
-            board.dispatch[ptype](peer(index), args or (function, unique, payload))  # type: ignore[index,arg-type]
+            dispatch[ptype](peer(index), args or (function, unique, payload))  # type: ignore[index,arg-type]
         elif kind == "can_do":
             index, function, timeout = rest
             if timeout:
-                board.dispatch[T.CAN_DO_TIMEOUT](peer(index), (function, timeout))  # type: ignore[arg-type]
+                dispatch[T.CAN_DO_TIMEOUT](peer(index), (function, timeout))  # type: ignore[arg-type]
             else:
-                board.dispatch[T.CAN_DO](peer(index), (function,))  # type: ignore[arg-type]
+                dispatch[T.CAN_DO](peer(index), (function,))  # type: ignore[arg-type]
         elif kind == "cant_do":
             index, function = rest
             target = peer(index)  # type: ignore[arg-type]
             if function is None:
-                board.dispatch[T.RESET_ABILITIES](target, ())
+                dispatch[T.RESET_ABILITIES](target, ())
             else:
-                board.dispatch[T.CANT_DO](target, (function,))  # type: ignore[arg-type]
+                dispatch[T.CANT_DO](target, (function,))  # type: ignore[arg-type]
         elif kind == "grab":
             index, ptype = rest
-            board.dispatch[ptype](peer(index), ())  # type: ignore[index,arg-type]
+            dispatch[ptype](peer(index), ())  # type: ignore[index,arg-type]
         elif kind == "pre_sleep":
-            board.dispatch[T.PRE_SLEEP](peer(rest[0]), ())  # type: ignore[arg-type]
+            dispatch[T.PRE_SLEEP](peer(rest[0]), ())  # type: ignore[arg-type]
         elif kind == "work":
             index, ptype = rest
             worker = peer(index)  # type: ignore[arg-type]
             for job in list(worker.running)[:1]:
                 args = (job.handle, b"1", b"2") if ptype is T.WORK_STATUS else (job.handle, b"r")
-                board.dispatch[ptype](worker, args[:1] if ptype is T.WORK_FAIL else args)  # type: ignore[index]
+                dispatch[ptype](worker, args[:1] if ptype is T.WORK_FAIL else args)  # type: ignore[index]
         elif kind == "disconnect":
             index = rest[0]
             if peers[index] is not None:  # type: ignore[index]
@@ -119,6 +122,6 @@ def test_random_operations_keep_counts_and_indexes_consistent(
         else:
             now += rest[0]  # type: ignore[operator]
             board.tick(now)
-        for each in board.peers:
-            each.take_output()
+        for each in board.take_ready():
+            each.take_out()
         check(board)

@@ -1,0 +1,80 @@
+"""The asyncio driver around the board, over a socketpair in one process: what a closed connection leaves behind."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from gearworks.protocol import Decoder, Packet, PacketType, encode
+from gearworks.server.admin import AdminCommands
+from gearworks.server.board import Board
+from gearworks.server.connections import Connection, Hub
+from gearworks.server.jobs import HandleFactory
+
+T = PacketType
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """Only reference counting frees objects while the test runs (what a busy server effectively gets)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def _accept(hub: Hub) -> tuple[Connection, socket.socket]:
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    _, connection = await asyncio.get_running_loop().connect_accepted_socket(hub.connection, ours)
+    assert isinstance(connection, Connection)
+    return connection, theirs
+
+
+async def _read_packet(sock: socket.socket) -> Packet:
+    decoder = Decoder()
+    loop = asyncio.get_running_loop()
+    while True:
+        data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+        assert data, "server closed the connection"
+        for item in decoder.feed(data):
+            assert isinstance(item, Packet)
+            return item
+
+
+async def _closed_connections_leave_nothing() -> None:
+    board = Board(handles=HandleFactory(b"H:t"))
+    hub = Hub(board, AdminCommands(board, version=b"test"), on_action=lambda action: None)
+    loop = asyncio.get_running_loop()
+    client, client_sock = await _accept(hub)
+    worker, worker_sock = await _accept(hub)
+    # The client waits on a foreground job the worker holds; the worker leaves half a packet behind.
+    await loop.sock_sendall(client_sock, encode(T.SUBMIT_JOB, (b"f", b"", b"x")))
+    assert (await _read_packet(client_sock)).type is T.JOB_CREATED
+    await loop.sock_sendall(worker_sock, encode(T.CAN_DO, (b"f",)) + encode(T.GRAB_JOB))
+    assert (await _read_packet(worker_sock)).type is T.JOB_ASSIGN
+    await loop.sock_sendall(worker_sock, encode(T.WORK_DATA, (b"H:t:1", b"y" * 100_000))[:50_000])
+    refs = [weakref.ref(each) for each in (client, worker, client.peer, worker.peer)]
+    del client, worker
+    for sock in (worker_sock, client_sock):
+        sock.close()
+    for _ in range(200):
+        if not hub.connections:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the transports drop their protocols in the callback after connection_lost
+    assert not hub.connections
+    assert not board.peers
+    assert not board.jobs
+    assert [ref() for ref in refs] == [None] * 4
+
+
+def test_closed_connection_is_freed_without_gc(no_gc: None) -> None:
+    asyncio.run(_closed_connections_leave_nothing())
