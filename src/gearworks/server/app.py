@@ -116,6 +116,7 @@ class JobServer:
             round_robin=config.round_robin,
             worker_wakeup=config.worker_wakeup,
             exceptions=config.exceptions,
+            max_queued_bytes=config.limits.max_queued_bytes,
         )
         admin = AdminCommands(
             self.board,
@@ -133,6 +134,7 @@ class JobServer:
             on_action=self._on_admin_action,
             max_packet_size=config.max_packet_size,
             socket_options=socket_options,
+            limits=config.limits,
         )
         self.listeners: list[asyncio.AbstractServer] = []
         self.addresses: list[str] = []
