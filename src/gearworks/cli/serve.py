@@ -99,7 +99,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="TCP port (default 4730 or $GEARMAND_PORT; 0 picks a free port, logged at start)",
     )
     add("--unix-socket", metavar="PATH", help="also listen on this Unix socket")
-    add("-b", "--backlog", type=int, default=128, help="listen backlog")
+    add(
+        "-b",
+        "--backlog",
+        type=int,
+        default=1024,
+        help="listen backlog (default 1024: bursts of connections are not dropped)",
+    )
     add("-j", "--job-retries", type=int, default=0, help="fail a job after its worker was lost N times (0: never)")
     add("-R", "--round-robin", action="store_true", help="rotate the functions a worker is served from")
     add("-w", "--worker-wakeup", type=int, default=0, help="wake at most N sleeping workers per job (0: all)")

@@ -54,7 +54,7 @@ class ServerConfig:
     host: str | None = None
     port: int = 4730
     unix_socket: str | None = None
-    backlog: int = 128
+    backlog: int = 1024
     job_retries: int = 0
     round_robin: bool = False
     worker_wakeup: int = 0
