@@ -52,7 +52,7 @@ def open_fds(pid: int) -> int:
 
 
 def raise_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -116,7 +116,8 @@ def rate(port: int, seconds: float) -> float:
             data = sock.recv(1 << 20)
             if not data:
                 raise ConnectionError("server closed the client")
-            completed = sum(1 for item in decoder.feed(data) if isinstance(item, Packet) and item.type is T.WORK_COMPLETE)
+            items = decoder.feed(data)
+            completed = sum(1 for item in items if isinstance(item, Packet) and item.type is T.WORK_COMPLETE)
             done += completed
             if completed:
                 sock.sendall(submit * completed)
@@ -137,7 +138,8 @@ def measure(server: ServerProcess, connections: int, seconds: float) -> dict[str
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert helper.stdout is not None and helper.stdin is not None
+        assert helper.stdout is not None
+        assert helper.stdin is not None
         try:
             opened = int(helper.stdout.readline().split()[1])
             deadline = time.monotonic() + 60
