@@ -84,13 +84,17 @@ def submitter(number: int, port: int, ledger: Ledger, stop: threading.Event) -> 
                     uniques = [b"s%d-%d" % (number, sequence + n) for n in range(BATCH)]
                     sequence += BATCH
                     sock.sendall(b"".join(encode(T.SUBMIT_JOB_BG, [FUNCTION, u, b"payload " + u]) for u in uniques))
+                    refused = 0
                     for unique, reply in zip(uniques, _replies(sock, decoder, BATCH), strict=False):
                         with ledger.lock:
                             if reply.type is T.JOB_CREATED:
                                 ledger.acked.add(unique)
                                 ledger.last_ack = time.monotonic()
                             else:
+                                refused += 1
                                 ledger.refused += 1
+                    if refused == BATCH:
+                        time.sleep(0.02)  # the store is down: keep asking, not spinning
         except OSError:
             time.sleep(0.05)
 
@@ -107,7 +111,7 @@ def run_worker(port: int, ledger: Ledger, stop: threading.Event, idle: float | N
                 while not stop.is_set():
                     sock.sendall(pending + encode(T.GRAB_JOB_UNIQ))
                     reply = next(_replies(sock, decoder, 1))
-                    if reply.type is T.NO_JOB:
+                    if reply.type is not T.JOB_ASSIGN_UNIQ:  # NO_JOB, or an ERROR while the store is down
                         pending = b""
                         if idle is not None and time.monotonic() - last > idle:
                             return
@@ -210,13 +214,19 @@ def kill_tree(pid: int) -> None:
             os.kill(each, signal.SIGKILL)
 
 
-def postmaster_pid(port: int) -> int:
-    """The PID of the postmaster listening on ``port`` (from ``pgrep`` on its command line)."""
-    found = subprocess.run(
-        ["pgrep", "-f", f"postgres .*-p {port} "], capture_output=True, text=True, check=False
-    ).stdout.split()
-    pids = [int(pid) for pid in found]
-    return min(pids)  # the postmaster started first; its backends share its command line on some builds
+def kill_postgres(port: int) -> None:
+    """SIGKILL the postmaster listening on ``port`` and its backends, as a crash would; then remove its lock file.
+
+    The postmaster was started by pg_ctl, so it is re-parented to PID 1, which in a container may never reap it:
+    the zombie keeps its PID alive and PostgreSQL would refuse to start over a lock naming a "running" server.
+    """
+    found = subprocess.run(["pgrep", "-f", f"postgres .*-p {port} "], capture_output=True, text=True, check=False)
+    pid = min(int(each) for each in found.stdout.split())
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    data = Path(argv[argv.index(b"-D") + 1].decode())
+    kill_tree(pid)
+    time.sleep(0.5)
+    (data / "postmaster.pid").unlink(missing_ok=True)
 
 
 def main() -> None:
@@ -262,7 +272,7 @@ def postgres(results: dict[str, dict[str, object]], cycles: int, store_times: in
         port = int(url.rsplit(":", 1)[1].split("/")[0])
         results["postgres"] = dict(server_kills(url, cycles, rng))
         subprocess.run(["psql", url, "-qc", "DROP TABLE IF EXISTS gearworks_jobs"], check=False, capture_output=True)
-        results["postgres store"] = store_kills(url, lambda: kill_tree(postmaster_pid(port)), start, store_times)
+        results["postgres store"] = store_kills(url, lambda: kill_postgres(port), start, store_times)
         print(f"  postgres: {results['postgres']}, {results['postgres store']}", file=sys.stderr, flush=True)
 
 
