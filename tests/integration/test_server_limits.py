@@ -4,15 +4,19 @@ refused, and keep serving everyone else."""
 
 from __future__ import annotations
 
+import resource
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from gearworks.protocol import REQ, RES, Packet, PacketType, encode
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, require
 from tests.integration.server_wire import Wire
 from tests.servers import ServerProcess
 
@@ -82,7 +86,7 @@ class ReverseWorker:
 
 
 def test_connections_beyond_max_connections_are_refused_and_logged(gearworks_server_factory: ServerFactory) -> None:
-    server = gearworks_server_factory("--max-connections", "4", "--verbose", "WARNING")
+    server = gearworks_server_factory("--max-connections", "4")
     held = [Wire(server.port) for _ in range(4)]
     try:
         assert held[0].request(T.ECHO_REQ, b"x").type is T.ECHO_RES
@@ -104,6 +108,29 @@ def test_connections_beyond_max_connections_are_refused_and_logged(gearworks_ser
                 break
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_the_open_files_limit_is_raised_at_start_and_logged(tmp_path: Path) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2048:
+        pytest.skip(f"hard open-files limit {hard}: nothing to raise 1,024 to")
+    log = tmp_path / "server.log"
+    require("prlimit", "util-linux")
+    serve = [sys.executable, "-m", "gearworks.cli.main", "serve", "-L", "127.0.0.1", "-p", "0", "-l", str(log)]
+    proc = subprocess.Popen(["prlimit", f"--nofile=1024:{hard}", "--", *serve], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while "listening on" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        assert f"open files limit raised from 1024 to {hard}" in log.read_text()
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        assert [line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files")] == [
+            [str(hard), str(hard)]
+        ]
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_two_thousand_idle_connections_jobs_still_run(gearworks_server: ServerProcess) -> None:
@@ -134,7 +161,7 @@ def test_two_thousand_idle_connections_jobs_still_run(gearworks_server: ServerPr
 def test_a_client_that_never_reads_cannot_grow_the_server(gearworks_server_factory: ServerFactory) -> None:
     """A foreground job streams 100,000 WORK_DATA to a client that never reads: the worker is throttled, the
     client dropped after --output-timeout, memory stays bounded and other clients are served throughout."""
-    server = gearworks_server_factory("--max-output-bytes", "1MiB", "--output-timeout", "2", "--verbose", "WARNING")
+    server = gearworks_server_factory("--max-output-bytes", "1MiB", "--output-timeout", "2")
     port = server.port
     before = rss_kib(server)
     slow = socket.socket()
@@ -176,7 +203,7 @@ def test_a_client_that_never_reads_cannot_grow_the_server(gearworks_server_facto
 
 
 def test_a_thousand_status_replies_nobody_reads_stay_bounded(gearworks_server_factory: ServerFactory) -> None:
-    server = gearworks_server_factory("--max-output-bytes", "256KiB", "--output-timeout", "2", "--verbose", "WARNING")
+    server = gearworks_server_factory("--max-output-bytes", "256KiB", "--output-timeout", "2")
     port = server.port
     with Wire(port) as setup:
         for n in range(300):
@@ -232,7 +259,7 @@ def test_max_queued_bytes_refuses_a_flood_of_large_jobs(gearworks_server_factory
 def test_a_half_sent_packet_times_out_and_others_are_unaffected(
     gearworks_server_factory: ServerFactory, trickle: bool
 ) -> None:
-    server = gearworks_server_factory("--packet-timeout", "1", "--verbose", "WARNING")
+    server = gearworks_server_factory("--packet-timeout", "1")
     packet = encode(T.SUBMIT_JOB, [b"f", b"", b"x" * 100])
     with Wire(server.port) as slowloris, Wire(server.port) as healthy:
         slowloris.send_raw(packet[:20])
@@ -255,7 +282,7 @@ def test_a_half_sent_packet_times_out_and_others_are_unaffected(
 
 
 def test_idle_timeout_closes_silent_connections_only(gearworks_server_factory: ServerFactory) -> None:
-    server = gearworks_server_factory("--idle-timeout", "1", "--verbose", "WARNING")
+    server = gearworks_server_factory("--idle-timeout", "1")
     with Wire(server.port) as silent, Wire(server.port) as chatty:
         for n in range(12):
             assert chatty.request(T.ECHO_REQ, b"%d" % n).type is T.ECHO_RES

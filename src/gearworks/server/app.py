@@ -26,7 +26,7 @@ from gearworks.server.admin import AdminAction, AdminCommands, Network
 from gearworks.server.board import Board
 from gearworks.server.connections import Hub, SocketOptions
 from gearworks.server.jobs import HandleFactory
-from gearworks.server.limits import Limits, raise_open_files_limit
+from gearworks.server.limits import ANNOUNCE, Limits, raise_open_files_limit
 from gearworks.server.queues.base import QueueStore
 from gearworks.server.queues.memory import MemoryStore
 
@@ -36,8 +36,6 @@ log = logging.getLogger("gearworks.server")
 
 VERSION = f"1.1.20+gearworks.{__version__}"
 """What admin ``version`` prints: the gearmand release whose behaviour is reproduced, then ours."""
-ANNOUNCE = {"announce": True}
-"""``extra`` for log records written whatever the ``--verbose`` level (where the server listens)."""
 
 # gearmand's default certificate files and the environment variables overriding them (PROTOCOL.md §1.6).
 _TLS_DEFAULTS = {

@@ -40,7 +40,7 @@ from gearworks.server.admin import AdminAction, AdminCommands
 from gearworks.server.board import Board
 from gearworks.server.dispatch import packet_table
 from gearworks.server.jobs import Job
-from gearworks.server.limits import Limits, Pause, ReadSwitch
+from gearworks.server.limits import ANNOUNCE, Limits, Pause, ReadSwitch
 from gearworks.server.peers import Peer
 from gearworks.server.persistence import GroupCommit
 
@@ -192,6 +192,7 @@ class Hub:
                 self.refused - 1,
                 len(self.connections),
                 self.max_connections,
+                extra=ANNOUNCE,
             )
             self._refusals_logged_at = now
             self.refused = 0
@@ -441,7 +442,7 @@ class Connection(asyncio.Protocol):
     def drop(self, why: str, *args: object) -> None:
         """Abort the connection now, logging why (a limit it broke)."""
         address = self.peer.address.decode() if self.peer is not None else "?"
-        log.warning("closing %s: " + why, address, *args)
+        log.warning("closing %s: " + why, address, *args, extra=ANNOUNCE)
         self.closing = True
         self.abort()
 

@@ -18,9 +18,13 @@ import resource
 from dataclasses import dataclass
 from enum import IntEnum
 
-__all__ = ["Limits", "Pause", "ReadSwitch", "raise_open_files_limit"]
+__all__ = ["ANNOUNCE", "Limits", "Pause", "ReadSwitch", "raise_open_files_limit"]
 
 log = logging.getLogger("gearworks.server")
+
+ANNOUNCE = {"announce": True}
+"""``extra`` for log records written whatever the ``--verbose`` level: where the server listens, the open-files
+limit, and every connection a limit refused or closed (an operator must see those without turning logs up)."""
 
 MiB = 1 << 20
 RESERVED_FDS = 64
@@ -125,11 +129,12 @@ def raise_open_files_limit() -> tuple[int, int]:
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == hard:
+        log.info("open files limit %d (the hard limit)", soft, extra=ANNOUNCE)
         return soft, soft
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ValueError, OSError) as exc:
-        log.warning("could not raise the open files limit from %d to %d: %s", soft, hard, exc)
+        log.warning("could not raise the open files limit from %d to %d: %s", soft, hard, exc, extra=ANNOUNCE)
         return soft, soft
-    log.info("open files limit raised from %d to %d", soft, hard)
+    log.info("open files limit raised from %d to %d", soft, hard, extra=ANNOUNCE)
     return soft, hard
