@@ -1,7 +1,8 @@
 """Kill -9 cycles under load for each durable queue, and the stores themselves killed under load.
 
 Server kills (per backend: SQLite, Redis, PostgreSQL): 8 submitters pipeline SUBMIT_JOB_BG (unique keys name the
-submitter and sequence) in batches of 50 on their own connections, and a worker runs jobs as they come. Each cycle
+submitter and sequence) in batches of 50 on their own connections, and a worker runs jobs as they come (the
+submitters wait while more than MAX_QUEUED acknowledged jobs have not run, so replays stay short). Each cycle
 lets the load run 0.3-1.2 s, then SIGKILLs ``gearworks serve`` and starts it again on the same port; submitters
 and the worker reconnect by themselves. At the end every queued job is drained: an acknowledged job (JOB_CREATED
 received) that was neither completed by the worker nor drained is LOST. Jobs run twice (completed, then replayed
@@ -47,6 +48,8 @@ HOST = "127.0.0.1"
 FUNCTION = b"crash"
 SUBMITTERS = 8
 BATCH = 50
+MAX_QUEUED = 20_000
+"""Acknowledged jobs not yet run beyond which submitters wait: the queue (and each restart's replay) stays bounded."""
 
 
 @dataclass
@@ -81,6 +84,9 @@ def submitter(number: int, port: int, ledger: Ledger, stop: threading.Event) -> 
             with socket.create_connection((HOST, port), timeout=10) as sock:
                 decoder = Decoder()
                 while not stop.is_set():
+                    if len(ledger.acked) - len(ledger.completed) > MAX_QUEUED:
+                        time.sleep(0.01)
+                        continue
                     uniques = [b"s%d-%d" % (number, sequence + n) for n in range(BATCH)]
                     sequence += BATCH
                     sock.sendall(b"".join(encode(T.SUBMIT_JOB_BG, [FUNCTION, u, b"payload " + u]) for u in uniques))
