@@ -220,11 +220,12 @@ def kill_tree(pid: int) -> None:
             os.kill(each, signal.SIGKILL)
 
 
-def kill_postgres(port: int) -> None:
+def kill_postgres(port: int) -> Path:
     """SIGKILL the postmaster listening on ``port`` and its backends, as a crash would; then remove its lock file.
 
     The postmaster was started by pg_ctl, so it is re-parented to PID 1, which in a container may never reap it:
     the zombie keeps its PID alive and PostgreSQL would refuse to start over a lock naming a "running" server.
+    Returns the data directory.
     """
     found = subprocess.run(["pgrep", "-f", f"postgres .*-p {port} "], capture_output=True, text=True, check=False)
     pid = min(int(each) for each in found.stdout.split())
@@ -233,6 +234,7 @@ def kill_postgres(port: int) -> None:
     kill_tree(pid)
     time.sleep(0.5)
     (data / "postmaster.pid").unlink(missing_ok=True)
+    return data
 
 
 def main() -> None:
@@ -277,9 +279,26 @@ def postgres(results: dict[str, dict[str, object]], cycles: int, store_times: in
         url = start()
         port = int(url.rsplit(":", 1)[1].split("/")[0])
         results["postgres"] = dict(server_kills(url, cycles, rng))
+        print(f"  postgres: {results['postgres']}", file=sys.stderr, flush=True)
         subprocess.run(["psql", url, "-qc", "DROP TABLE IF EXISTS gearworks_jobs"], check=False, capture_output=True)
-        results["postgres store"] = store_kills(url, lambda: kill_postgres(port), start, store_times)
-        print(f"  postgres: {results['postgres']}, {results['postgres store']}", file=sys.stderr, flush=True)
+        data: list[Path] = []
+        results["postgres store"] = store_kills(
+            url, lambda: data.append(kill_postgres(port)), lambda: restart_postgres(start, data[-1]), store_times
+        )
+        print(f"  postgres store: {results['postgres store']}", file=sys.stderr, flush=True)
+
+
+def restart_postgres(start: Callable[[], str], data: Path) -> None:
+    """Start the killed cluster again: crash recovery can outlast pg_ctl's wait, so a few tries; the server log's
+    tail is shown if it never comes back."""
+    for attempt in range(5):
+        try:
+            start()
+            return
+        except subprocess.CalledProcessError:
+            time.sleep(1.0 + attempt)
+    log = (data.parent / "server.log").read_text(errors="replace")
+    raise RuntimeError(f"PostgreSQL did not restart:\n{log[-2000:]}")
 
 
 def report(results: dict[str, dict[str, object]]) -> None:
