@@ -76,6 +76,31 @@ def test_admin_shutdown_from_loopback(gearworks_server: ServerProcess) -> None:
     assert wait_for_exit(gearworks_server.proc) == 0
 
 
+def test_admin_allow_list_replaces_the_loopback_default(
+    gearworks_server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """With ``--admin-allow``, a loopback peer (as one behind a local proxy) outside the list may read but not
+    change; a Unix-socket peer still may."""
+    sock_path = str(tmp_path / "gw.sock")
+    server = gearworks_server_factory("--admin-allow", "192.0.2.0/24", "--unix-socket", sock_path)
+    with Wire(server.port) as admin:
+        assert admin.admin(b"maxqueue f 3\n").startswith(b"ERR PERMISSION_DENIED ")
+        assert admin.admin(b"shutdown\n").startswith(b"ERR UNKNOWN_COMMAND ")
+        assert admin.admin(b"status\n") == b".\n"
+    with Wire(path=sock_path) as local:
+        assert local.admin(b"maxqueue f 3\n") == b"OK\r\n"
+    assert server.proc is not None
+    assert server.proc.poll() is None
+
+
+def test_admin_allow_refuses_a_bad_network() -> None:
+    proc = subprocess.run(
+        [*SERVE, "-L", "127.0.0.1", "-p", "0", "--admin-allow", "nope"], capture_output=True, timeout=30, check=False
+    )
+    assert proc.returncode == 1
+    assert b"--admin-allow 'nope'" in proc.stderr
+
+
 @pytest.mark.parametrize("how", ["admin", "signal"])
 def test_graceful_shutdown_waits_for_jobs_then_exits(gearworks_server: ServerProcess, how: str) -> None:
     port = gearworks_server.port

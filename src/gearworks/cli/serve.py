@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from gearworks.errors import QueueError
-from gearworks.server.admin import VERBOSE_LEVELS
+from gearworks.server.admin import VERBOSE_LEVELS, parse_networks
 from gearworks.server.app import ServerConfig, run
+from gearworks.server.limits import Limits
 from gearworks.server.queues.base import QueueStore, node_id
 from gearworks.server.queues.urls import open_store, store_kind
 
@@ -47,6 +48,19 @@ def _verbose(value: str) -> str:
     if level not in VERBOSE_LEVELS:
         raise argparse.ArgumentTypeError(f"unknown level {value!r} (one of {', '.join(VERBOSE_LEVELS)})")
     return level
+
+
+_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}
+
+
+def parse_size(value: str) -> int:
+    """A byte count: ``4194304``, ``4MiB``, ``512k``, ``1G`` (powers of 1024)."""
+    text = value.strip().lower()
+    digits = text.rstrip("kmgib")
+    unit = text[len(digits) :]
+    if not digits.isdigit() or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {value!r} (e.g. 4194304, 512KiB, 4MiB, 1GiB)")
+    return int(digits) * _UNITS[unit]
 
 
 def queue_store(args: argparse.Namespace) -> QueueStore:
@@ -141,7 +155,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="TCP port (default 4730 or $GEARMAND_PORT; 0 picks a free port, logged at start)",
     )
     add("--unix-socket", metavar="PATH", help="also listen on this Unix socket")
-    add("-b", "--backlog", type=int, default=128, help="listen backlog")
+    add(
+        "-b",
+        "--backlog",
+        type=int,
+        default=1024,
+        help="listen backlog (default 1024: bursts of connections are not dropped)",
+    )
     add("-j", "--job-retries", type=int, default=0, help="fail a job after its worker was lost N times (0: never)")
     add("-R", "--round-robin", action="store_true", help="rotate the functions a worker is served from")
     add("-w", "--worker-wakeup", type=int, default=0, help="wake at most N sleeping workers per job (0: all)")
@@ -186,7 +206,69 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--libpq-table", metavar="TABLE", help="PostgreSQL table of this server's jobs (default gearworks_jobs)")
     add("-t", "--threads", type=int, default=0, help="accepted for gearmand compatibility; ignored")
     add("--allow-remote-shutdown", action="store_true", help="accept admin shutdown from non-loopback peers")
+    add(
+        "--admin-allow",
+        nargs="+",
+        action="extend",
+        metavar="CIDR",
+        help="peers allowed to run admin commands that change state (shutdown, maxqueue, cancel job, create/drop "
+        "function, dead requeue/purge); replaces the default, loopback and Unix-socket peers "
+        "(e.g. --admin-allow 127.0.0.1/32 10.1.0.0/16)",
+    )
+    _add_limits(parser)
     parser.set_defaults(handler=serve)
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    """The caps of README "Limits"; defaults from ``Limits``."""
+    limits = Limits()
+    group = parser.add_argument_group("limits")
+    add = group.add_argument
+    add(
+        "--max-connections",
+        type=int,
+        default=limits.max_connections,
+        metavar="N",
+        help="refuse (and log) connections beyond N open (default: the open-files limit, raised to its hard "
+        "limit at start, minus 64)",
+    )
+    add(
+        "--max-output-bytes",
+        type=parse_size,
+        default=limits.max_output_bytes,
+        metavar="SIZE",
+        help="unread output per connection beyond which the peers producing it are not read and it is not "
+        "read; at 4x it is disconnected (default 4MiB)",
+    )
+    add(
+        "--output-timeout",
+        type=float,
+        default=limits.output_timeout,
+        metavar="SECONDS",
+        help="disconnect a connection that stays over --max-output-bytes this long (default 30)",
+    )
+    add(
+        "--max-queued-bytes",
+        type=parse_size,
+        default=limits.max_queued_bytes,
+        metavar="SIZE",
+        help="total workload of live jobs beyond which submissions get ERROR QUEUE_ERROR (default 1GiB)",
+    )
+    add(
+        "--idle-timeout",
+        type=float,
+        default=limits.idle_timeout,
+        metavar="SECONDS",
+        help="close connections silent this long (default 0: never, as sleeping workers are silent)",
+    )
+    add(
+        "--packet-timeout",
+        type=float,
+        default=limits.packet_timeout,
+        metavar="SECONDS",
+        help="close a connection whose packet or admin line is not complete this long after its first byte "
+        "(default 30)",
+    )
 
 
 class _AnnounceFilter(logging.Filter):
@@ -249,8 +331,18 @@ def serve(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         queue_type=args.queue,
         allow_remote_shutdown=args.allow_remote_shutdown,
+        limits=Limits(
+            max_connections=args.max_connections,
+            max_output_bytes=args.max_output_bytes,
+            output_timeout=args.output_timeout,
+            max_queued_bytes=args.max_queued_bytes,
+            idle_timeout=args.idle_timeout,
+            packet_timeout=args.packet_timeout,
+        ),
     )
     try:
+        if args.admin_allow is not None:
+            config.admin_allow = parse_networks(args.admin_allow)
         config.store = queue_store(args)
         return run(config)
     except (ValueError, QueueError) as exc:

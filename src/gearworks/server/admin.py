@@ -4,11 +4,18 @@ Replies reproduce gearmand's mixed line endings (PROTOCOL.md §4.1, §4.2); the 
 ``clients`` commands (§4.4), ``shutdown [graceful]`` (§7) and gearworks' own ``dead`` commands (dead letters of
 ``--job-retries``) are added. Reads and changes the board only; what the connection must do afterwards (close it,
 stop the server) is returned as an ``AdminAction``.
+
+Commands that change state (``shutdown``, ``maxqueue``, ``cancel job``, ``create/drop function``, ``dead
+requeue/purge``) are answered only for peers ``AdminCommands.may_change`` lets through: loopback and Unix-socket
+peers by default, or, with ``--admin-allow``, exactly the listed networks (and Unix-socket peers, whose access the
+socket file's permissions decide). Reading commands are open to everyone, as in gearmand.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Iterable
 from enum import Enum
 
 from gearworks.protocol.admin import MAX_WORDS, format_block, split_words
@@ -16,7 +23,25 @@ from gearworks.protocol.fields import c_atoi
 from gearworks.server.board import Board
 from gearworks.server.peers import Peer
 
-__all__ = ["VERBOSE_LEVELS", "AdminAction", "AdminCommands"]
+__all__ = ["VERBOSE_LEVELS", "AdminAction", "AdminCommands", "Network", "parse_networks"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(specs: Iterable[str]) -> tuple[Network, ...]:
+    """``--admin-allow`` values (``10.0.0.0/8``, ``192.0.2.7``, ``::1``) as networks.
+
+    Raises:
+        ValueError: a value is not an address or CIDR network.
+    """
+    networks = []
+    for spec in specs:
+        try:
+            networks.append(ipaddress.ip_network(spec.strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(f"--admin-allow {spec!r}: not an address or CIDR network") from exc
+    return tuple(networks)
+
 
 VERBOSE_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
 """gearmand's ``--verbose`` levels, least verbose first."""
@@ -41,6 +66,7 @@ def _invalid(command: bytes) -> bytes:
 
 _OK = b"OK\r\n"
 _NONE = AdminAction.NONE
+_DENIED = b"ERR PERMISSION_DENIED this+command+changes+the+server+and+is+not+allowed+from+this+address\r\n", _NONE
 
 
 class AdminCommands:
@@ -50,16 +76,24 @@ class AdminCommands:
         board: the job board queried and changed.
         version: what ``version`` prints after ``OK``.
         verbose: the ``--verbose`` level name printed by ``verbose``.
-        allow_remote_shutdown: accept ``shutdown`` from any peer, not only loopback and Unix-socket ones.
+        allow_remote_shutdown: accept ``shutdown`` from any peer, whatever ``admin_allow`` says.
+        admin_allow: the networks whose peers may change state; None: loopback peers. Unix-socket peers always may.
     """
 
     def __init__(
-        self, board: Board, *, version: bytes, verbose: str = "ERROR", allow_remote_shutdown: bool = False
+        self,
+        board: Board,
+        *,
+        version: bytes,
+        verbose: str = "ERROR",
+        allow_remote_shutdown: bool = False,
+        admin_allow: Iterable[Network] | None = None,
     ) -> None:
         self.board = board
         self.version = version
         self.verbose = verbose.encode()
         self.allow_remote_shutdown = allow_remote_shutdown
+        self.admin_allow = tuple(admin_allow) if admin_allow is not None else None
         self._commands = {
             b"status": self._status,
             b"prioritystatus": self._prioritystatus,
@@ -88,6 +122,20 @@ class AdminCommands:
         if command is None:
             return _unknown(words[0]), _NONE
         return command(peer, words)
+
+    def may_change(self, peer: Peer) -> bool:
+        """Whether ``peer`` may run commands that change state (see the module docstring).
+
+        A peer connecting through a proxy on this host has the proxy's address, so it counts as loopback unless
+        ``admin_allow`` is given without the loopback networks.
+        """
+        if self.admin_allow is None:
+            return peer.local
+        try:
+            address = ipaddress.ip_address(peer.host.decode("ascii").split("%", 1)[0])
+        except ValueError:
+            return True  # a Unix-socket peer: no address, the socket file's permissions decide
+        return any(address in network for network in self.admin_allow)
 
     # -- lists ---------------------------------------------------------------------------------------------
 
@@ -152,11 +200,15 @@ class AdminCommands:
             return _unknown(words[0]), _NONE
         if len(words) > 3 or words[1].lower() != b"job":
             return b"ERR UNKNOWN_ERROR\r\n", _NONE
+        if not self.may_change(peer):
+            return _DENIED
         return (_OK if self.board.cancel(words[2]) else b"ERR UNKNOWN_JOB\r\n"), _NONE
 
     def _create(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
         if len(words) != 3 or words[1].lower() != b"function":
             return _invalid(b"create"), _NONE
+        if not self.may_change(peer):
+            return _DENIED
         # gearmand drops the name's last byte on a `\n`-only line (PROTOCOL.md §6.1 #7); the full name is kept.
         self.board.function(words[2])
         return _OK, _NONE
@@ -164,6 +216,8 @@ class AdminCommands:
     def _drop(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
         if len(words) != 3 or words[1].lower() != b"function":
             return _invalid(b"drop"), _NONE
+        if not self.may_change(peer):
+            return _DENIED
         functions = self.board.functions
         name = words[2]
         if name not in functions:
@@ -180,6 +234,8 @@ class AdminCommands:
     def _maxqueue(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
         if len(words) < 2:
             return _invalid(b"maxqueue"), _NONE
+        if not self.may_change(peer):
+            return _DENIED
         numbers = [max(c_atoi(word), 0) for word in words[2:]]
         if not numbers:
             caps = (0, 0, 0)
@@ -211,6 +267,8 @@ class AdminCommands:
         change = {b"requeue": self.board.requeue_dead, b"purge": self.board.purge_dead}.get(action)
         if change is None or len(words) != 3:
             return _invalid(b"dead"), _NONE
+        if not self.may_change(peer):
+            return _DENIED
         handle = None if words[2].lower() == b"all" else words[2]
         count = change(handle)
         if handle is not None and not count:
@@ -230,7 +288,7 @@ class AdminCommands:
 
     def _shutdown(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
         # Removed from gearmand in 1.1.15 (§4.2); kept here for loopback and Unix-socket peers (§7).
-        if not (peer.local or self.allow_remote_shutdown) or len(words) > 2:
+        if not (self.allow_remote_shutdown or self.may_change(peer)) or len(words) > 2:
             return _unknown(words[0]), _NONE
         if len(words) == 2:
             if words[1].lower() != b"graceful":

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from gearworks._version import __version__
 from gearworks.protocol.codec import DEFAULT_MAX_PACKET_SIZE
-from gearworks.server.admin import AdminAction, AdminCommands
+from gearworks.server.admin import AdminAction, AdminCommands, Network
 from gearworks.server.board import Board
 from gearworks.server.connections import Hub, SocketOptions
 from gearworks.server.heap import keep_large_buffers
 from gearworks.server.jobs import HandleFactory
+from gearworks.server.limits import ANNOUNCE, Limits, raise_open_files_limit
 from gearworks.server.queues.base import QueueStore
 from gearworks.server.queues.memory import MemoryStore
 
@@ -36,8 +37,6 @@ VERSION = f"1.1.20+gearworks.{__version__}"
 """What admin ``version`` prints: the gearmand release whose behaviour is reproduced, then ours."""
 SHUTDOWN_WAIT = 2.0
 """Seconds a stopping server waits for the durable queue's last write: a hung store must not hold SIGTERM."""
-ANNOUNCE = {"announce": True}
-"""``extra`` for log records written whatever the ``--verbose`` level (where the server listens)."""
 
 # gearmand's default certificate files and the environment variables overriding them (PROTOCOL.md §1.6).
 _TLS_DEFAULTS = {
@@ -54,7 +53,7 @@ class ServerConfig:
     host: str | None = None
     port: int = 4730
     unix_socket: str | None = None
-    backlog: int = 128
+    backlog: int = 1024
     job_retries: int = 0
     round_robin: bool = False
     worker_wakeup: int = 0
@@ -73,7 +72,10 @@ class ServerConfig:
     queue_type: str = "memory"
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     allow_remote_shutdown: bool = False
+    admin_allow: tuple[Network, ...] | None = None
+    """Networks whose peers may run state-changing admin commands; None: loopback (and Unix-socket) peers."""
     store: QueueStore = field(default_factory=MemoryStore)
+    limits: Limits = field(default_factory=Limits)
 
 
 def tls_context(config: ServerConfig) -> ssl.SSLContext:
@@ -113,12 +115,14 @@ class JobServer:
             round_robin=config.round_robin,
             worker_wakeup=config.worker_wakeup,
             exceptions=config.exceptions,
+            max_queued_bytes=config.limits.max_queued_bytes,
         )
         admin = AdminCommands(
             self.board,
             version=VERSION.encode(),
             verbose=config.verbose,
             allow_remote_shutdown=config.allow_remote_shutdown,
+            admin_allow=config.admin_allow,
         )
         socket_options = SocketOptions()
         if config.keepalive:
@@ -129,6 +133,7 @@ class JobServer:
             on_action=self._on_admin_action,
             max_packet_size=config.max_packet_size,
             socket_options=socket_options,
+            limits=config.limits,
         )
         self.listeners: list[asyncio.AbstractServer] = []
         self.addresses: list[str] = []
@@ -266,5 +271,6 @@ async def _main(config: ServerConfig) -> int:
 def run(config: ServerConfig) -> int:
     """Run a job server in this process until it is stopped; returns the exit status."""
     keep_large_buffers()
+    raise_open_files_limit()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_main(config))

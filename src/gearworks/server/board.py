@@ -54,6 +54,7 @@ _QUEUED, _RUNNING, _DELAYED, _GONE = JobState.QUEUED, JobState.RUNNING, JobState
 _WRITTEN, _PENDING, _FAILED = WriteState.WRITTEN, WriteState.PENDING, WriteState.FAILED
 _AWAKE, _ASLEEP = SleepState.AWAKE, SleepState.ASLEEP
 _ZERO = b"0"
+_MEMORY_CAP = b"Job queue memory cap reached (--max-queued-bytes)"
 
 
 class Refused(Exception):
@@ -75,6 +76,8 @@ class Board:
         round_robin: ``-R``: after a grab, the function served goes to the back of that worker's list.
         worker_wakeup: ``-w``: wake at most this many sleeping workers per queued job (0 = all).
         exceptions: ``--exceptions``: every new peer starts with the exceptions option on.
+        max_queued_bytes: ``--max-queued-bytes``: submissions that would take the workload bytes of live jobs
+            past this are refused with QUEUE_ERROR (0 = no cap; replayed and requeued dead jobs always count).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Board:
         round_robin: bool = False,
         worker_wakeup: int = 0,
         exceptions: bool = False,
+        max_queued_bytes: int = 0,
     ) -> None:
         self.handles = handles or HandleFactory()
         self.store: QueueStore = store or MemoryStore()
@@ -93,6 +97,9 @@ class Board:
         self.round_robin = round_robin
         self.worker_wakeup = worker_wakeup
         self.exceptions = exceptions
+        self.max_queued_bytes = max_queued_bytes
+        self.queued_bytes = 0
+        """Workload bytes of every live job (what ``max_queued_bytes`` caps)."""
         self.now = 0.0
         self.functions: dict[bytes, Function[Peer]] = {}
         self.jobs: dict[bytes, Job[Peer]] = {}
@@ -242,11 +249,14 @@ class Board:
         caps = function.maxqueue
         if caps is not None and caps[priority] and function.total >= caps[priority]:
             raise Refused(b"QUEUE_ERROR", b"Job queue is full")
+        if self.max_queued_bytes and self.queued_bytes + len(workload) > self.max_queued_bytes:
+            raise Refused(b"QUEUE_ERROR", _MEMORY_CAP)
         handle = self.handles()
         job = Job(
             handle, function, unique, workload, priority=priority, background=background, reducer=reducer, when=when
         )
         self.jobs[handle] = job
+        self.queued_bytes += len(workload)
         if key is not None:
             function.index_unique(key, job)
         if client is not None:
@@ -404,6 +414,7 @@ class Board:
                 reducer=dead.reducer,
             )  # fmt: skip
             self.jobs[each] = job
+            self.queued_bytes += len(dead.workload)
             key = unique_key(dead.unique, dead.workload)
             if key is not None and function.by_unique(key) is None:
                 function.index_unique(key, job)
@@ -450,6 +461,8 @@ class Board:
         key = unique_key(job.unique, job.workload)
         if key is not None:
             function.unindex_unique(key, job)
+        self.queued_bytes -= len(job.workload)
+        job.workload = b""  # a tombstone left in a queue must not keep its payload
         if job.clients is not None:
             for client in job.clients:
                 client.waiting.pop(job, None)
@@ -557,6 +570,7 @@ class Board:
                 when=record.when,
             )
             self.jobs[record.handle] = job
+            self.queued_bytes += len(record.workload)
             key = unique_key(record.unique, record.workload)
             if key is not None:
                 function.index_unique(key, job)

@@ -34,7 +34,7 @@ def test_config_file_sets_options_by_their_long_names(tmp_path: Path) -> None:
     assert args["round_robin"] is True
     assert args["verbose"] == "INFO"  # converted as on the command line
     assert args["job_handle_prefix"] == "farm"
-    assert args["backlog"] == 128  # not in the file: the usual default
+    assert args["backlog"] == 1024  # not in the file: the usual default
 
 
 def test_command_line_flags_win_before_or_after_config(tmp_path: Path) -> None:

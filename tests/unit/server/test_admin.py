@@ -7,7 +7,7 @@ import os
 import pytest
 
 from gearworks.protocol import RES, Decoder, Packet, PacketType
-from gearworks.server.admin import AdminAction, AdminCommands
+from gearworks.server.admin import AdminAction, AdminCommands, parse_networks
 from gearworks.server.board import Board
 from gearworks.server.dispatch import Handler, packet_table
 from gearworks.server.jobs import HandleFactory
@@ -169,3 +169,29 @@ def test_dead_letter_commands(admin: AdminCommands, dispatch: dict[PacketType, H
     assert ask(admin, b"dead requeue ALL") == b"OK 1\r\n"
     assert ask(admin, b"dead") == b".\n"
     assert ask(admin, b"status") == b"f\t1\t0\t0\n.\n"
+
+
+CHANGING = [b"maxqueue f 3", b"cancel job H:t:1", b"create function f", b"drop function f", b"dead purge all"]
+
+
+@pytest.mark.parametrize("line", CHANGING)
+def test_state_changing_commands_refused_from_remote_peers(admin: AdminCommands, line: bytes) -> None:
+    remote = Peer([], host=b"192.0.2.7", address=b"192.0.2.7:5000", local=False)
+    assert ask(admin, line, remote).startswith(b"ERR PERMISSION_DENIED ")
+    assert ask(admin, b"status", remote) == b".\n"
+    assert not ask(admin, line, Peer([], local=True)).startswith(b"ERR PERMISSION_DENIED")
+
+
+def test_admin_allow_replaces_the_loopback_default(board: Board) -> None:
+    admin = AdminCommands(board, version=b"v", admin_allow=parse_networks(["192.0.2.0/24", "2001:db8::1"]))
+    allowed = Peer([], host=b"192.0.2.7", local=False)
+    assert admin.handle(allowed, b"shutdown") == (b"OK\n", AdminAction.SHUTDOWN)
+    assert ask(admin, b"maxqueue f 3", Peer([], host=b"2001:db8::1", local=False)) == b"OK\r\n"
+    # A peer behind a local proxy has a loopback address: once the list is given, it no longer passes.
+    assert ask(admin, b"maxqueue f 3", Peer([], host=b"127.0.0.1", local=True)).startswith(b"ERR PERMISSION_DENIED ")
+    assert ask(admin, b"maxqueue f 3", Peer([], host=b"unix", local=True)) == b"OK\r\n"
+
+
+def test_admin_allow_rejects_what_is_not_a_network() -> None:
+    with pytest.raises(ValueError, match="not an address"):
+        parse_networks(["10.0.0.0/33"])

@@ -793,3 +793,29 @@ def test_duplicate_can_do_does_not_slow_grabs_or_pre_sleep() -> None:
 
     # Before the fix each GRAB_JOB and PRE_SLEEP walked every duplicate: thousands of times slower.
     assert seconds_per_cycle(100_000) < 5 * seconds_per_cycle(1)
+
+
+def test_max_queued_bytes_refuses_past_the_cap_and_frees_as_jobs_end() -> None:
+    b = board(max_queued_bytes=10)
+    client = peer(b)
+    assert send(b, client, T.SUBMIT_JOB_BG, b"f", b"", b"123456")[0].type is T.JOB_CREATED
+    assert send(b, client, T.SUBMIT_JOB_BG, b"f", b"", b"12345") == [
+        pkt(T.ERROR, b"QUEUE_ERROR", b"Job queue memory cap reached (--max-queued-bytes)")
+    ]
+    assert b.queued_bytes == 6
+    w = worker(b, b"f")
+    (assign,) = send(b, w, T.GRAB_JOB)
+    send(b, w, T.WORK_COMPLETE, assign.args[0], b"done")
+    assert b.queued_bytes == 0
+    assert send(b, client, T.SUBMIT_JOB_BG, b"f", b"", b"1234567890")[0].type is T.JOB_CREATED
+
+
+def test_a_cancelled_job_left_in_its_queue_keeps_no_payload() -> None:
+    b = board()
+    client = peer(b)
+    (created,) = send(b, client, T.SUBMIT_JOB_BG, b"f", b"", b"x" * 1000)
+    job = b.jobs[created.args[0]]
+    assert b.cancel(job.handle)
+    assert job.state is JobState.GONE
+    assert job.workload == b""
+    assert b.queued_bytes == 0

@@ -84,3 +84,39 @@ async def _closed_connections_leave_nothing() -> None:
 
 def test_closed_connection_is_freed_without_gc(no_gc: None) -> None:
     asyncio.run(_closed_connections_leave_nothing())
+
+
+def _loops() -> list[str]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return ["asyncio"]
+    return ["asyncio", "uvloop"]
+
+
+async def _paused_hub_holds_new_connections() -> tuple[int, PacketType]:
+    board = Board(handles=HandleFactory(b"H:t"))
+    hub = Hub(board, AdminCommands(board, version=b"test"), on_action=lambda action: None)
+    loop = asyncio.get_running_loop()
+    hub._pause_reading(True)  # the durable queue's back-pressure, as when its backlog is over MAX_WRITE_BACKLOG
+    _, sock = await _accept(hub)
+    await loop.sock_sendall(sock, encode(T.SUBMIT_JOB_BG, (b"f", b"", b"x")))
+    await asyncio.sleep(0.2)
+    held = len(board.jobs)
+    hub._pause_reading(False)
+    reply = await _read_packet(sock)
+    sock.close()
+    hub.close()
+    return held, reply.type
+
+
+@pytest.mark.parametrize("loop_name", _loops())
+def test_a_connection_made_while_reading_is_paused_waits_on_both_loops(loop_name: str) -> None:
+    """uvloop starts reading after ``connection_made`` whatever was asked there (issue #19 item 3)."""
+    factory = asyncio.new_event_loop
+    if loop_name == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(_paused_hub_holds_new_connections()) == (0, T.JOB_CREATED)
