@@ -18,7 +18,7 @@ from gearworks.client.jobs import Job, JobHandle, JobStatus, SubmitOptions, Task
 from gearworks.client.session import BaseClient, Channel, ChannelState, ClientOptions
 from gearworks.connection import ServerAddress
 from gearworks.connection.aio import AsyncConnection, open_connection
-from gearworks.errors import ConnectionLost, GearworksError
+from gearworks.errors import ConnectionLost, GearworksError, JobTimeout
 
 __all__ = ["AsyncClient", "AsyncTaskSet"]
 
@@ -106,9 +106,8 @@ class AsyncClient(BaseClient):
             TypeError: a workload that is not bytes-like or str (without a codec).
             ClientClosed: the client was closed.
         """
-        job = self.submit(function, workload, **options)
-        await self._drain_until(job.deadline)
-        return await job
+        await self._room(options)
+        return await self.submit(function, workload, **options)
 
     do_task = do
 
@@ -122,9 +121,8 @@ class AsyncClient(BaseClient):
     ) -> JobHandle:
         """Queue a background job (not run before ``when``, epoch seconds, if given) and return its handle once
         created."""
-        job = self.submit(function, workload, background=True, when=when, **options)
-        await self._drain_until(job.deadline)
-        return cast(JobHandle, await job)
+        await self._room(options)
+        return cast(JobHandle, await self.submit(function, workload, background=True, when=when, **options))
 
     def task_set(self) -> AsyncTaskSet:
         """A new, empty task set."""
@@ -256,13 +254,23 @@ class AsyncClient(BaseClient):
             self._loop = loop
         return loop.time()
 
-    async def _drain_until(self, deadline: float | None) -> None:
-        """``drain()``, giving up at ``deadline`` (loop time): the job's own timer then fails it."""
+    async def _room(self, options: SubmitOptions) -> None:
+        """Before an awaiting submission: ``drain()`` within the job's timeout, which then counts what is left.
+
+        Raises:
+            JobTimeout: the servers did not read enough within the timeout.
+        """
+        if all(connection.writable for connection in self._connections.values()):
+            return
+        timeout = options.get("timeout")
+        started = self._now()
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(timeout):
                 await self.drain()
         except TimeoutError:
-            pass
+            raise JobTimeout(f"servers did not take more bytes within the job's timeout of {timeout}s") from None
+        if timeout is not None:
+            options["timeout"] = timeout - (self._now() - started)
 
     def _make_room(self) -> None:
         unsent = sum(connection.buffered for connection in self._connections.values())
@@ -315,6 +323,8 @@ class AsyncClient(BaseClient):
         session.receive(channel, data, asyncio.get_running_loop().time())
         if session.ready:
             self._flush()
+        else:
+            self._arm_timer()  # a retry delay may have started
 
     def _lost(self, channel: Channel, exc: Exception) -> None:
         self._connections.pop(channel, None)

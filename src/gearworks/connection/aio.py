@@ -54,6 +54,11 @@ class AsyncConnection(asyncio.BufferedProtocol):
         return self._closed
 
     @property
+    def writable(self) -> bool:
+        """Whether the transport is below its high-water mark (``drain()`` would return at once)."""
+        return self._writable.is_set()
+
+    @property
     def buffered(self) -> int:
         """Bytes written and not yet sent: queued for the end of the loop turn, or in the transport's buffer."""
         transport = self.transport
