@@ -118,7 +118,8 @@ def test_epoch_job_with_a_fraction_of_a_second_never_runs_early(job_server: Serv
 
     with RawWorker(job_server.port, {b"epoch": record}):
         when = math.floor(time.time()) + 2.7  # truncated, it would be due 0.7 s early
-        client.submit_background("epoch", b"scheduled", when=when)
+        handle = client.submit_background("epoch", b"scheduled", when=when)
+        assert client.get_status(handle).known
         time.sleep(max(0.0, when - 0.4 - time.time()))
         client.do("epoch", b"probe")  # wakes a sleeping worker (gearmand has no timer for epoch jobs)
         assert [workload for workload, _ in ran] == [b"probe"]
