@@ -81,8 +81,8 @@ class Client(BaseClient):
         self._unsent: dict[Channel, list[bytes | memoryview]] = {}
         self._unsent_bytes = 0
         self._queued_jobs = 0
-        self._selector: selectors.BaseSelector | None
-        self._selector, self._wake_pair = self._open_selector()
+        self._selector: selectors.BaseSelector | None = None  # made with the first connection
+        self._wake_pair: tuple[socket.socket, socket.socket] | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -197,8 +197,6 @@ class Client(BaseClient):
         """Open a connection to every server not in its backoff now (otherwise they open on first use); a closed
         client is usable again. A server that cannot be reached backs off, as on first use."""
         with self._sockets():
-            if self._selector is None:
-                self._selector, self._wake_pair = self._open_selector()
             self._session.reopen(self._now())
             self._flush()
 
@@ -212,23 +210,23 @@ class Client(BaseClient):
         raises ClientClosed until ``connect()``."""
         with self._sockets():
             self._close_channels(self._session.close(ConnectionLost("the client was closed")))
-            if self._selector is not None:
+            if self._selector is not None and self._wake_pair is not None:
                 self._selector.close()
                 for end in self._wake_pair:
                     end.close()
-                self._selector = None
+                self._selector = self._wake_pair = None
 
     # ------------------------------------------------------------------------------------------------ driver
 
-    @staticmethod
-    def _open_selector() -> tuple[selectors.BaseSelector, tuple[socket.socket, socket.socket]]:
-        """A selector, and a socket pair registered in it that other threads write to to wake the pump."""
-        selector = selectors.DefaultSelector()
-        wake_pair = socket.socketpair()
-        for end in wake_pair:
-            end.setblocking(False)
-        selector.register(wake_pair[0], selectors.EVENT_READ, None)
-        return selector, wake_pair
+    def _open_selector(self) -> selectors.BaseSelector:
+        """The selector, made on first need with a socket pair in it that other threads write to to wake the pump."""
+        if self._selector is None:
+            self._selector = selectors.DefaultSelector()
+            self._wake_pair = socket.socketpair()
+            for end in self._wake_pair:
+                end.setblocking(False)
+            self._selector.register(self._wake_pair[0], selectors.EVENT_READ, None)
+        return self._selector
 
     @contextlib.contextmanager
     def _sockets(self) -> Iterator[None]:
@@ -247,8 +245,9 @@ class Client(BaseClient):
                 self._turn.notify_all()
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):  # the pair's buffer is full: a wake-up is already pending
-            self._wake_pair[1].send(b"\0")
+        if self._wake_pair is not None:
+            with contextlib.suppress(OSError):  # the pair's buffer is full: a wake-up is already pending
+                self._wake_pair[1].send(b"\0")
 
     def _call(self, call: Call[T]) -> T:
         self._pump(lambda: call.done)
@@ -290,8 +289,7 @@ class Client(BaseClient):
             session.connect_failed(channel, exc, self._now())
             return
         self._connections[channel] = connection
-        assert self._selector is not None
-        self._selector.register(connection.sock, selectors.EVENT_READ, channel)
+        self._open_selector().register(connection.sock, selectors.EVENT_READ, channel)
         session.connected(channel, self._now())
 
     def _send(self, channel: Channel) -> None:
@@ -366,6 +364,7 @@ class Client(BaseClient):
                 self._receive(channel)
 
     def _drain_wakes(self) -> None:
+        assert self._wake_pair is not None
         with contextlib.suppress(BlockingIOError):
             while self._wake_pair[0].recv(4096):
                 pass
