@@ -66,6 +66,7 @@ class FarmClient(BaseClient):
         """Nothing to do: ``run_until_idle`` writes."""
 
     _queued = _flush
+    _make_room = _flush  # the farm's wires are memory: nothing waits for room
 
     def _close_channels(self, channels: list[Channel]) -> None:
         for channel in channels:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gearworks.client import AsyncClient, Client, Job, JobHandle, JobStatus, UniqueStatus
     from gearworks.codecs import BytesCodec, Codec, JSONCodec
     from gearworks.errors import (
+        ClientClosed,
         ConnectionLost,
         GearworksError,
         JobError,
@@ -37,6 +38,7 @@ _HOMES = {
     "AsyncWorker": "gearworks.worker",
     "BytesCodec": "gearworks.codecs",
     "Client": "gearworks.client",
+    "ClientClosed": "gearworks.errors",
     "Codec": "gearworks.codecs",
     "ConnectionLost": "gearworks.errors",
     "GearworksError": "gearworks.errors",
@@ -64,6 +66,7 @@ __all__ = [
     "AsyncWorker",
     "BytesCodec",
     "Client",
+    "ClientClosed",
     "Codec",
     "ConnectionLost",
     "GearworksError",

@@ -7,6 +7,7 @@ what a peer or the network did wrong raises one of these.
 from __future__ import annotations
 
 __all__ = [
+    "ClientClosed",
     "ConnectionLost",
     "GearworksError",
     "JobError",
@@ -30,6 +31,10 @@ class ProtocolError(GearworksError):
 
 class ConnectionLost(GearworksError, ConnectionError):
     """A connection to a job server closed or failed mid-conversation."""
+
+
+class ClientClosed(GearworksError, RuntimeError):
+    """A closed client was used; ``connect()`` opens it again."""
 
 
 class NoServerAvailable(GearworksError):

@@ -28,7 +28,7 @@ class Admin(AdminSettings):
 
     def _setup(self) -> None:
         self._connection: BlockingConnection | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a failed command closes the connection while holding it
 
     def __enter__(self) -> Admin:
         return self
@@ -39,10 +39,11 @@ class Admin(AdminSettings):
         self.close()
 
     def close(self) -> None:
-        """Close the connection (a later command reconnects)."""
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        """Close the connection (a later command reconnects); waits for a command another thread is running."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     def _run(self, command: AdminCommand[T]) -> T:
         with self._lock:

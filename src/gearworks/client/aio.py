@@ -1,7 +1,9 @@
 """AsyncClient: the asyncio front-end. It connects, writes, reads and arms one timer; the ClientSession decides.
 
 Submissions are queued synchronously and written at the end of the loop turn, many packets per write, so
-``[client.submit(...) for _ in range(10_000)]`` pipelines without waiting for any JOB_CREATED.
+``[client.submit(...) for _ in range(10_000)]`` pipelines without waiting for any JOB_CREATED. Back-pressure:
+``do``, ``submit_background`` and ``wait`` first wait (within their timeout) while a transport is over its
+high-water mark; a synchronous ``submit`` raises BufferError once ``write_buffer_limit`` bytes are unsent.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Self, TypeVar, Unpack, cast
+from typing import Any, Self, TypeVar, Unpack, cast
 
 from gearworks.admin import AsyncAdmin, ClientInfo, FunctionStatus, QueuedJob, Rows, WorkerInfo
 from gearworks.client.jobs import Job, JobHandle, JobStatus, SubmitOptions, TaskSet, UniqueStatus, all_finished
 from gearworks.client.session import BaseClient, Channel, ChannelState, ClientOptions
 from gearworks.connection import ServerAddress
 from gearworks.connection.aio import AsyncConnection, open_connection
-from gearworks.errors import ConnectionLost, GearworksError
+from gearworks.errors import ConnectionLost, GearworksError, JobTimeout
 
 __all__ = ["AsyncClient", "AsyncTaskSet"]
 
@@ -65,10 +67,13 @@ class AsyncClient(BaseClient):
     Args:
         servers: ``"host:port"``, ``"host"`` (port 4730), a Unix socket path, a list of them, or a comma-separated
             string; None reads ``$GEARMAN_SERVERS`` (default 127.0.0.1:4730).
-        options: see ClientOptions: the connection keywords (``connect_timeout``, ``command_timeout``, TLS,
-            keepalive, packet limit) and prefix, exceptions, backoff.
+        options: see ClientOptions: the connection keywords (``connect_timeout`` [5.0], ``command_timeout``
+            [30.0], TLS, keepalive, packet limit) and prefix, exceptions, backoff, retry delays, codec,
+            ``write_buffer_limit``.
 
-    Use ``async with AsyncClient(...) as client`` or call ``await client.close()``.
+    Use ``async with AsyncClient(...) as client`` or call ``await client.close()``. It may be made outside a
+    running loop (at import time); it belongs to the loop that first uses it until ``close()``, and using it from
+    another loop meanwhile raises RuntimeError. Not thread-safe: use it from its loop's thread.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class AsyncClient(BaseClient):
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -92,12 +98,15 @@ class AsyncClient(BaseClient):
 
     # --------------------------------------------------------------------------------------------- public API
 
-    async def do(self, function: str | bytes, workload: bytes | str = b"", **options: Unpack[SubmitOptions]) -> bytes:
-        """Run a foreground job and return its result.
+    async def do(self, function: str | bytes, workload: object = b"", **options: Unpack[SubmitOptions]) -> Any:
+        """Run a foreground job and return its result (bytes, or what the codec decodes).
 
         Raises:
             JobFailed, JobException, JobTimeout, ConnectionLost, ServerError: the job did not complete.
+            TypeError: a workload that is not bytes-like or str (without a codec).
+            ClientClosed: the client was closed.
         """
+        await self._room(options)
         return await self.submit(function, workload, **options)
 
     do_task = do
@@ -105,12 +114,14 @@ class AsyncClient(BaseClient):
     async def submit_background(
         self,
         function: str | bytes,
-        workload: bytes | str = b"",
+        workload: object = b"",
         *,
         when: float | None = None,
         **options: Unpack[SubmitOptions],
     ) -> JobHandle:
-        """Queue a background job (at ``when``, epoch seconds, if given) and return its handle once created."""
+        """Queue a background job (not run before ``when``, epoch seconds, if given) and return its handle once
+        created."""
+        await self._room(options)
         return cast(JobHandle, await self.submit(function, workload, background=True, when=when, **options))
 
     def task_set(self) -> AsyncTaskSet:
@@ -124,6 +135,7 @@ class AsyncClient(BaseClient):
         self._flush()
         try:
             async with asyncio.timeout(timeout):
+                await self.drain()
                 await all_finished(jobs)
         except TimeoutError:
             self._abandon(jobs)
@@ -190,8 +202,24 @@ class AsyncClient(BaseClient):
                 raise result
         return dict(zip(servers, cast(list[R], results), strict=True))
 
+    async def connect(self) -> None:
+        """Open a connection to every server not in its backoff now (otherwise they open on first use); a closed
+        client is usable again. A server that cannot be reached backs off, as on first use."""
+        self._session.reopen(self._now())
+        self._flush()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Wait until no connection holds more than its transport's high-water mark unsent (back-pressure for a
+        loop of synchronous ``submit`` calls)."""
+        for connection in list(self._connections.values()):
+            connection.flush()
+            await connection.drain()
+
     async def close(self) -> None:
-        """Fail every pending job with ConnectionLost and close every connection; nothing is left waiting."""
+        """Fail every pending job with ConnectionLost and close every connection; nothing is left waiting. Using
+        the client afterwards raises ClientClosed until ``connect()``, which may be in another loop."""
         closing = list(self._connections.values())
         self._close_channels(self._session.close(ConnectionLost("the client was closed")))
         for task in list(self._tasks):
@@ -211,11 +239,46 @@ class AsyncClient(BaseClient):
                 if not connection.closed and connection.transport is not None:
                     connection.transport.abort()
         await asyncio.sleep(0)
+        self._loop = None
 
     # ------------------------------------------------------------------------------------------------ driver
 
     def _now(self) -> float:
-        return asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None:
+                raise RuntimeError(
+                    "this AsyncClient belongs to the event loop that first used it: close() it there first, "
+                    "or make one client per loop"
+                )
+            self._loop = loop
+        return loop.time()
+
+    async def _room(self, options: SubmitOptions) -> None:
+        """Before an awaiting submission: ``drain()`` within the job's timeout, which then counts what is left.
+
+        Raises:
+            JobTimeout: the servers did not read enough within the timeout.
+        """
+        if all(connection.writable for connection in self._connections.values()):
+            return
+        timeout = options.get("timeout")
+        started = self._now()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.drain()
+        except TimeoutError:
+            raise JobTimeout(f"servers did not take more bytes within the job's timeout of {timeout}s") from None
+        if timeout is not None:
+            options["timeout"] = timeout - (self._now() - started)
+
+    def _make_room(self) -> None:
+        unsent = sum(connection.buffered for connection in self._connections.values())
+        if unsent > self.write_buffer_limit:
+            raise BufferError(
+                f"{unsent} bytes are waiting to be written (write_buffer_limit={self.write_buffer_limit}): "
+                "await client.drain(), or an awaiting call, before submitting more"
+            )
 
     def _flush(self) -> None:
         session = self._session
@@ -260,6 +323,8 @@ class AsyncClient(BaseClient):
         session.receive(channel, data, asyncio.get_running_loop().time())
         if session.ready:
             self._flush()
+        else:
+            self._arm_timer()  # a retry delay may have started
 
     def _lost(self, channel: Channel, exc: Exception) -> None:
         self._connections.pop(channel, None)

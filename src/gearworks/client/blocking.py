@@ -1,17 +1,27 @@
-"""Client: the blocking front-end. Each call writes what the ClientSession queued, then pumps the sockets
-(one ``recv`` with a timeout, or a selector over several) until what it waits for is done.
+"""Client: the blocking front-end. Each call queues its request in the ClientSession, then pumps the sockets
+(a selector over every connection) until what it waits for is done.
 
-Not thread-safe: use one Client per thread.
+How threads share one Client: a reentrant lock guards the session and the sockets. A thread that must wait
+becomes the pump if nobody is: it releases the lock only while it sleeps in ``select`` (``_selecting``), then
+takes it again to read, write and dispatch, and wakes every waiting thread (one condition) after each round.
+The other threads sleep on that condition and find their own job done; the first one whose job is not done takes
+the pump over when the pump's own job is done. While a thread is in ``select`` nobody else touches a socket: a
+submission queues its bytes and wakes the pump through a socket pair, which writes them; closing, connecting and
+replacing servers wait for the pump to step aside (``_sockets``). Writes never block: what a socket does not take
+waits for writability in the same ``select``, so every call keeps its deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import selectors
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Self, TypeVar, Unpack, cast
+from typing import Any, Self, TypeVar, Unpack, cast
 
 from gearworks.admin import Admin, ClientInfo, FunctionStatus, QueuedJob, Rows, WorkerInfo
 from gearworks.client.jobs import Call, Job, JobHandle, JobStatus, SubmitOptions, TaskSet, UniqueStatus
@@ -43,11 +53,16 @@ class BlockingTaskSet(TaskSet):
 class Client(BaseClient):
     """Blocking Gearman client; the same methods as AsyncClient, without ``await``.
 
+    Thread-safe: one Client (one connection per server) may be used from many threads at once; calls interleave
+    on the connection and each caller gets its own result. Callbacks run in whichever thread is reading the
+    sockets at the time, holding the client's lock: keep them short.
+
     Args:
         servers: ``"host:port"``, ``"host"`` (port 4730), a Unix socket path, a list of them, or a comma-separated
             string; None reads ``$GEARMAN_SERVERS`` (default 127.0.0.1:4730).
-        options: see ClientOptions: the connection keywords (``connect_timeout``, ``command_timeout``, TLS,
-            keepalive, packet limit) and prefix, exceptions, backoff.
+        options: see ClientOptions: the connection keywords (``connect_timeout`` [5.0], ``command_timeout``
+            [30.0], TLS, keepalive, packet limit) and prefix, exceptions, backoff, retry delays, codec,
+            ``write_buffer_limit`` (past it a submission waits until the servers have read enough).
     """
 
     def __init__(
@@ -56,9 +71,18 @@ class Client(BaseClient):
         **options: Unpack[ClientOptions],
     ) -> None:
         super().__init__(servers, **options)
+        self._rlock = threading.RLock()
+        self._lock = self._rlock
+        self._turn = threading.Condition(self._rlock)
+        """Notified after every pump round, and when a thread gives the sockets back."""
+        self._selecting = False
+        self._wanting = 0  # threads waiting for the pump to step aside (``_sockets``)
         self._connections: dict[Channel, BlockingConnection] = {}
-        self._selector = selectors.DefaultSelector()
+        self._unsent: dict[Channel, list[bytes | memoryview]] = {}
+        self._unsent_bytes = 0
         self._queued_jobs = 0
+        self._selector: selectors.BaseSelector | None = None  # made with the first connection
+        self._wake_pair: tuple[socket.socket, socket.socket] | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -68,14 +92,17 @@ class Client(BaseClient):
 
     # --------------------------------------------------------------------------------------------- public API
 
-    def do(self, function: str | bytes, workload: bytes | str = b"", **options: Unpack[SubmitOptions]) -> bytes:
-        """Run a foreground job and return its result.
+    def do(self, function: str | bytes, workload: object = b"", **options: Unpack[SubmitOptions]) -> Any:
+        """Run a foreground job and return its result (bytes, or what the codec decodes).
 
         Raises:
             JobFailed, JobException, JobTimeout, ConnectionLost, ServerError: the job did not complete.
+            TypeError: a workload that is not bytes-like or str (without a codec).
+            ClientClosed: the client was closed.
         """
         job = self.submit(function, workload, **options)
-        self._pump(lambda: job.done)
+        with self._lock:
+            self._pump(lambda: job.done)
         return job.result()
 
     do_task = do
@@ -83,14 +110,16 @@ class Client(BaseClient):
     def submit_background(
         self,
         function: str | bytes,
-        workload: bytes | str = b"",
+        workload: object = b"",
         *,
         when: float | None = None,
         **options: Unpack[SubmitOptions],
     ) -> JobHandle:
-        """Queue a background job (at ``when``, epoch seconds, if given) and return its handle once created."""
+        """Queue a background job (not run before ``when``, epoch seconds, if given) and return its handle once
+        created."""
         job = self.submit(function, workload, background=True, when=when, **options)
-        self._pump(lambda: job.done)
+        with self._lock:
+            self._pump(lambda: job.done)
         return cast(JobHandle, job.result())
 
     def task_set(self) -> BlockingTaskSet:
@@ -109,22 +138,26 @@ class Client(BaseClient):
                 current[0] = next(remaining, None)
             return current[0] is None
 
-        if not self._pump(all_done, timeout):
-            self._abandon(jobs)
+        with self._lock:
+            if not self._pump(all_done, timeout):
+                self._abandon(jobs)
         return jobs
 
     def get_status(self, handle: bytes) -> JobStatus:
         """Ask the server that issued ``handle`` (or every server, for plain bytes) about a job."""
-        return self._call(self._session.get_status(handle, self._now()))
+        with self._lock:
+            return self._call(self._session.get_status(handle, self._now()))
 
     def get_status_unique(self, unique: bytes | str) -> UniqueStatus:
         """Ask the server that jobs with this unique key go to about the newest such job."""
         key = unique.encode() if isinstance(unique, str) else unique
-        return self._call(self._session.get_status_unique(key, self._now()))
+        with self._lock:
+            return self._call(self._session.get_status_unique(key, self._now()))
 
     def echo(self, data: bytes = b"") -> bytes:
         """Round-trip ``data`` through a server (ECHO_REQ)."""
-        return self._call(self._session.echo(data, self._now()))
+        with self._lock:
+            return self._call(self._session.echo(data, self._now()))
 
     def option(self, name: str | bytes = "exceptions") -> None:
         """Set a server option on every connection, now and after each reconnect.
@@ -132,7 +165,8 @@ class Client(BaseClient):
         Raises:
             ServerError: the server does not know the option.
         """
-        self._call(self._session.option(name.encode() if isinstance(name, str) else name, self._now()))
+        with self._lock:
+            self._call(self._session.option(name.encode() if isinstance(name, str) else name, self._now()))
 
     def get_job_server_status(self) -> dict[ServerAddress, Rows[FunctionStatus]]:
         """Per server: each function's jobs (queued + running), running jobs and capable workers (admin ``status``)."""
@@ -159,12 +193,61 @@ class Client(BaseClient):
                 results[address] = query(admin)
         return results
 
+    def connect(self) -> None:
+        """Open a connection to every server not in its backoff now (otherwise they open on first use); a closed
+        client is usable again. A server that cannot be reached backs off, as on first use."""
+        with self._sockets():
+            self._session.reopen(self._now())
+            self._flush()
+
+    def set_servers(self, servers: str | ServerAddress | Iterable[str | ServerAddress] | None) -> None:
+        """Replace the server list at run time; jobs in flight on removed servers still finish."""
+        with self._sockets():
+            super().set_servers(servers)
+
     def close(self) -> None:
-        """Fail every pending job with ConnectionLost and close every connection."""
-        self._close_channels(self._session.close(ConnectionLost("the client was closed")))
-        self._selector.close()
+        """Fail every pending job with ConnectionLost and close every connection; using the client afterwards
+        raises ClientClosed until ``connect()``."""
+        with self._sockets():
+            self._close_channels(self._session.close(ConnectionLost("the client was closed")))
+            if self._selector is not None and self._wake_pair is not None:
+                self._selector.close()
+                for end in self._wake_pair:
+                    end.close()
+                self._selector = self._wake_pair = None
 
     # ------------------------------------------------------------------------------------------------ driver
+
+    def _open_selector(self) -> selectors.BaseSelector:
+        """The selector, made on first need with a socket pair in it that other threads write to to wake the pump."""
+        if self._selector is None:
+            self._selector = selectors.DefaultSelector()
+            self._wake_pair = socket.socketpair()
+            for end in self._wake_pair:
+                end.setblocking(False)
+            self._selector.register(self._wake_pair[0], selectors.EVENT_READ, None)
+        return self._selector
+
+    @contextlib.contextmanager
+    def _sockets(self) -> Iterator[None]:
+        """Hold the lock while no other thread is in ``select``, for what changes connections."""
+        with self._lock:
+            self._wanting += 1
+            try:
+                while self._selecting:
+                    self._wake()
+                    self._turn.wait()
+            finally:
+                self._wanting -= 1
+            try:
+                yield
+            finally:
+                self._turn.notify_all()
+
+    def _wake(self) -> None:
+        if self._wake_pair is not None:
+            with contextlib.suppress(OSError):  # the pair's buffer is full: a wake-up is already pending
+                self._wake_pair[1].send(b"\0")
 
     def _call(self, call: Call[T]) -> T:
         self._pump(lambda: call.done)
@@ -175,8 +258,11 @@ class Client(BaseClient):
 
     def _flush(self) -> None:
         self._queued_jobs = 0
+        if self._selecting:
+            self._wake()  # the thread in select writes it, and sees any new deadline
+            return
         if self._connections:
-            self._read(0.0)  # notice a connection the server closed while we were idle, before writing to it
+            self._round(0.0)  # notice a connection the server closed while we were idle, before writing to it
         session = self._session
         while session.ready:
             for channel in session.take_ready():
@@ -190,6 +276,11 @@ class Client(BaseClient):
         if self._queued_jobs >= _BATCH:
             self._flush()
 
+    def _make_room(self) -> None:
+        limit = self.write_buffer_limit
+        if self._unsent_bytes > limit:
+            self._pump(lambda: self._unsent_bytes <= limit)
+
     def _connect(self, channel: Channel) -> None:
         session = self._session
         try:
@@ -198,73 +289,122 @@ class Client(BaseClient):
             session.connect_failed(channel, exc, self._now())
             return
         self._connections[channel] = connection
-        self._selector.register(connection.sock, selectors.EVENT_READ, channel)
+        self._open_selector().register(connection.sock, selectors.EVENT_READ, channel)
         session.connected(channel, self._now())
 
     def _send(self, channel: Channel) -> None:
-        connection = self._connections[channel]
+        """Write what the socket takes of ``channel``'s bytes; the rest waits for EVENT_WRITE."""
+        connection = self._connections.get(channel)
+        if connection is None:
+            return
+        backlog = self._unsent.pop(channel, None)
+        chunks: list[bytes | memoryview] = [*channel.take_out()]
+        if backlog is not None:
+            self._unsent_bytes -= sum(map(len, backlog))
+            chunks[:0] = backlog
         try:
-            connection.send(channel.take_out())
+            rest = connection.write_some(chunks)
         except ConnectionLost as exc:
             self._drop(channel, exc)
+            return
+        if rest:
+            self._unsent[channel] = rest
+            self._unsent_bytes += sum(map(len, rest))
+        if bool(rest) != (backlog is not None):
+            assert self._selector is not None
+            events = selectors.EVENT_READ | selectors.EVENT_WRITE if rest else selectors.EVENT_READ
+            self._selector.modify(connection.sock, events, channel)
 
     def _drop(self, channel: Channel, error: GearworksError) -> None:
-        connection = self._connections.pop(channel, None)
-        if connection is not None:
-            self._selector.unregister(connection.sock)
-            connection.close()
+        self._close_channels([channel])
         self._session.lost(channel, error, self._now())
 
     def _close_channels(self, channels: list[Channel]) -> None:
         for channel in channels:
+            backlog = self._unsent.pop(channel, None)
+            if backlog is not None:
+                self._unsent_bytes -= sum(map(len, backlog))
             connection = self._connections.pop(channel, None)
             if connection is not None:
+                assert self._selector is not None
                 self._selector.unregister(connection.sock)
                 connection.close()
 
-    def _read(self, timeout: float | None) -> None:
-        """Wait up to ``timeout`` seconds for bytes from any server and hand them to the session."""
+    def _round(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` seconds for any socket (releasing the lock meanwhile, unless 0), then write what
+        the writable ones take and hand what the readable ones hold to the session."""
+        selector = self._selector
+        assert selector is not None
         connections = self._connections
-        if len(connections) == 1 and timeout != 0:
-            ready = list(connections)  # one server: a plain recv with a timeout, no selector round trip
-        else:
-            # TLS may hold decrypted bytes the socket no longer shows as readable.
-            ready = [ch for ch, c in connections.items() if isinstance(c.sock, ssl.SSLSocket) and c.sock.pending()]
-            if not ready:
-                ready = [key.data for key, _ in self._selector.select(timeout)]
-            timeout = None
-        for channel in ready:
-            connection = connections.get(channel)
-            if connection is None:
+        # TLS may hold decrypted bytes the socket no longer shows as readable.
+        ready = [
+            (selector.get_key(c.sock), selectors.EVENT_READ)
+            for c in connections.values()
+            if isinstance(c.sock, ssl.SSLSocket) and c.sock.pending()
+        ]
+        if not ready:
+            if timeout == 0:
+                ready = selector.select(0)
+            else:
+                self._selecting = True
+                self._rlock.release()
+                try:
+                    ready = selector.select(timeout)
+                finally:
+                    self._rlock.acquire()
+                    self._selecting = False
+        for key, events in ready:
+            channel = key.data
+            if channel is None:
+                self._drain_wakes()
                 continue
-            try:
-                data = connection.recv(timeout)
-                if data:
-                    self._session.receive(channel, data, self._now())
-            except (ConnectionLost, ProtocolError) as exc:
-                self._drop(channel, exc)
+            if events & selectors.EVENT_WRITE:
+                self._send(channel)
+            if events & selectors.EVENT_READ:
+                self._receive(channel)
+
+    def _drain_wakes(self) -> None:
+        assert self._wake_pair is not None
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_pair[0].recv(4096):
+                pass
+
+    def _receive(self, channel: Channel) -> None:
+        connection = self._connections.get(channel)
+        if connection is None:
+            return
+        try:
+            data = connection.recv(None)
+            if data:
+                self._session.receive(channel, data, self._now())
+        except (ConnectionLost, ProtocolError) as exc:
+            self._drop(channel, exc)
 
     def _pump(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Write what is queued, then read and expire until ``done()``; False if ``timeout`` passed first."""
+        """Pump (or wait for the thread pumping) until ``done()``; False if ``timeout`` passed first. The caller
+        holds the lock."""
         session = self._session
-        if session.ready:
-            self._flush()
         end = None if timeout is None else self._now() + timeout
-        while not done():
-            if not self._connections:
-                if session.ready:
-                    self._flush()
-                    continue
-                # Nothing can arrive: everything pending was failed, or rerouted to nowhere.
-                return done()
+        while True:
+            if session.ready and not self._selecting:
+                self._flush()
+            if done():
+                return True
             now = self._now()
             if end is not None and now >= end:
                 return False
+            if self._selecting or self._wanting:
+                # Another thread is in select (it wakes us after each round) or needs the sockets.
+                self._turn.wait(None if end is None else end - now)
+                continue
             wake = session.next_deadline()
             if end is not None and (wake is None or end < wake):
                 wake = end
-            self._read(None if wake is None else max(0.0, wake - now))
+            if self._connections:
+                self._round(None if wake is None else max(0.0, wake - now))
+            elif wake is None:
+                return done()  # nothing can arrive: everything pending was failed, or rerouted to nowhere
+            else:
+                self._turn.wait(wake - now)  # a retry delay: no connection to wait on
             self._close_channels(session.expire(self._now()))
-            if session.ready:
-                self._flush()
-        return True
+            self._turn.notify_all()

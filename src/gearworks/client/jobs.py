@@ -67,9 +67,9 @@ class CreatedEvent:
 
 @dataclass(frozen=True, slots=True)
 class DataEvent:
-    """Partial result from the worker (WORK_DATA)."""
+    """Partial result from the worker (WORK_DATA), decoded by the client's codec if it has one."""
 
-    data: bytes
+    data: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +96,10 @@ class ExceptionEvent:
 
 @dataclass(frozen=True, slots=True)
 class CompleteEvent:
-    """The job succeeded (WORK_COMPLETE); for a background job, ``result`` is its handle."""
+    """The job succeeded (WORK_COMPLETE): its result, decoded by the client's codec if it has one. Foreground jobs
+    only: a background job is done at its CreatedEvent."""
 
-    result: bytes
+    result: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +149,11 @@ class Callbacks:
     """Per-job callbacks; each is called from the client's I/O path, so it should be quick. Errors are logged."""
 
     on_created: Callable[[JobHandle], object] | None = None
-    on_data: Callable[[bytes], object] | None = None
+    on_data: Callable[[Any], object] | None = None
     on_warning: Callable[[bytes], object] | None = None
     on_status: Callable[[int, int], object] | None = None
     on_exception: Callable[[bytes], object] | None = None
-    on_complete: Callable[[bytes], object] | None = None
+    on_complete: Callable[[Any], object] | None = None
     on_fail: Callable[[GearworksError], object] | None = None
     on_retry: Callable[[int], object] | None = None
 
@@ -188,8 +189,11 @@ class SubmitOptions(TypedDict, total=False):
         counter, ``b"<32 hex>-<n>"``), so a persistent queue never squashes two of them (``unique=b""`` sends
         none). Foreground jobs with the same key on one connection share one submission.
     priority: "normal", "high" or "low".
-    timeout: seconds from submission to result; the job then fails with JobTimeout.
-    retry_count: how many times to submit again after WORK_FAIL, WORK_EXCEPTION or a lost connection.
+    timeout: seconds from submission to result; the job then fails with JobTimeout [None: no limit].
+    retry_count: how many times to submit again after WORK_FAIL, WORK_EXCEPTION or a lost connection, each after
+        the client's ``retry_delay`` (doubling per attempt, up to ``retry_delay_max``) [0].
+    on_created ... on_retry: callbacks for the job's events. A background job gets only ``on_created`` (it is done
+        once the server has it).
     """
 
     unique: bytes | str | None
@@ -197,11 +201,11 @@ class SubmitOptions(TypedDict, total=False):
     timeout: float | None
     retry_count: int
     on_created: Callable[[JobHandle], object] | None
-    on_data: Callable[[bytes], object] | None
+    on_data: Callable[[Any], object] | None
     on_warning: Callable[[bytes], object] | None
     on_status: Callable[[int, int], object] | None
     on_exception: Callable[[bytes], object] | None
-    on_complete: Callable[[bytes], object] | None
+    on_complete: Callable[[Any], object] | None
     on_fail: Callable[[GearworksError], object] | None
     on_retry: Callable[[int], object] | None
 
@@ -330,10 +334,11 @@ class Call(Outcome[T]):
         self.name = name
 
 
-class Job(Outcome[bytes]):
+class Job(Outcome[Any]):
     """One submitted job: its request, its handle once created, its events, and its result.
 
-    ``await job`` (asyncio) returns the result (a background job's result is its handle) or raises JobFailed,
+    ``await job`` (asyncio) returns the result (bytes, or what the client's codec decodes; a background job's
+    result is its handle, and its events end with CreatedEvent) or raises JobFailed,
     JobException, JobTimeout, ConnectionLost or ServerError; ``async for event in job`` yields every event.
     """
 
@@ -436,7 +441,7 @@ class Job(Outcome[bytes]):
 class Submitter(Protocol):
     """What a TaskSet submits through: a client's queueing submit."""
 
-    def _enqueue(self, function: str | bytes, workload: bytes | str, **options: Unpack[SubmitOptions]) -> Job: ...
+    def _enqueue(self, function: str | bytes, workload: object, **options: Unpack[SubmitOptions]) -> Job: ...
 
 
 class TaskSet:
@@ -450,7 +455,7 @@ class TaskSet:
         self._client = client
         self.jobs: list[Job] = []
 
-    def add(self, function: str | bytes, workload: bytes | str = b"", **options: Unpack[SubmitOptions]) -> Job:
+    def add(self, function: str | bytes, workload: object = b"", **options: Unpack[SubmitOptions]) -> Job:
         """Queue one job (per-task callbacks go in ``options``) and return it."""
         job = self._client._enqueue(function, workload, **options)
         self.jobs.append(job)
@@ -464,6 +469,6 @@ class TaskSet:
         """Jobs not done yet."""
         return sum(1 for job in self.jobs if not job.done)
 
-    def results(self) -> list[bytes | GearworksError]:
+    def results(self) -> list[Any]:
         """Each done job's result or error, in the order added."""
         return [job.error if job.error is not None else job.result() for job in self.jobs if job.done]

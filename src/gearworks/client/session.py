@@ -12,6 +12,10 @@ WORK_* packets find it. Foreground jobs with the same (function, unique) on one 
 the server sees them (one SUBMIT, one group of jobs sharing the handle): gearmand would otherwise attach the
 connection twice and send it every WORK_* packet twice. When a connection is lost, requests never written are
 routed again for free; jobs already sent use one of their ``retry_count`` resubmissions or fail.
+
+Timers (a job's timeout, its next retry) live in one heap of ``_Timer`` entries. A job that ends clears its
+entries, so the heap never keeps a finished job's workload or result until its timeout; cleared entries are
+dropped when they come due, or all at once when they outnumber the live ones (as the server's board does).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from enum import Enum
 from typing import Any, Unpack, cast
 
@@ -45,8 +51,10 @@ from gearworks.client.jobs import (
     WarningEvent,
 )
 from gearworks.client.routing import Router
+from gearworks.codecs import BytesCodec, Codec, codec_or_default
 from gearworks.connection import ConnectionKeywords, RequestKeywords, ServerAddress, connect_options
 from gearworks.errors import (
+    ClientClosed,
     ConnectionLost,
     GearworksError,
     JobException,
@@ -88,6 +96,21 @@ _CALLBACKS = frozenset(
 
 Pending = Job | Call[Any]
 Handler = Callable[["Channel", tuple[bytes, ...], float], None]
+
+_COMPACT_MIN = 64
+"""Cleared timers tolerated in the heap before it is compacted (once they also outnumber the live ones)."""
+_MAX_RETRY_DOUBLINGS = 32
+"""Cap of the retry delay's exponent: ``2 ** attempts`` would overflow a float near 1,024 attempts."""
+
+
+class _Timer:
+    """A heap entry: ``job``'s timeout, or (``resubmit``) its next retry; ``job`` is None once cleared."""
+
+    __slots__ = ("job", "resubmit")
+
+    def __init__(self, job: Job, resubmit: bool) -> None:
+        self.job: Job | None = job
+        self.resubmit = resubmit
 
 
 class ChannelState(Enum):
@@ -154,6 +177,9 @@ class ClientSession:
         command_timeout: seconds a server may stay silent while a request waits for its reply; the channel is then
             treated as lost. None: wait forever.
         max_packet_size: larger submissions raise ValueError before anything is sent.
+        codec: encodes workloads and decodes results and WORK_DATA (None: bytes in, bytes out).
+        retry_delay, retry_delay_max: seconds before a job's first resubmission (``retry_count``), doubling per
+            attempt up to the cap; 0 resubmits at once.
     """
 
     def __init__(
@@ -163,16 +189,25 @@ class ClientSession:
         exceptions: bool = False,
         command_timeout: float | None = 30.0,
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        codec: Codec | None = None,
+        retry_delay: float = 0.1,
+        retry_delay_max: float = 10.0,
     ) -> None:
         self.router = router
         self.command_timeout = command_timeout
         self.max_packet_size = max_packet_size
+        self.codec = codec_or_default(codec)
+        self._decode: Callable[[bytes], Any] | None = None if isinstance(self.codec, BytesCodec) else self.codec.decode
+        self.retry_delay = retry_delay
+        self.retry_delay_max = retry_delay_max
         self.options: list[bytes] = [b"exceptions"] if exceptions else []
         self.channels: dict[ServerAddress, Channel] = {}
         self.ready: list[Channel] = []
         """Channels with bytes to write or a connection to open (``take_ready``)."""
         self.closed: GearworksError | None = None
-        self._deadlines: list[tuple[float, int, Job]] = []
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._job_timers: dict[Job, list[_Timer]] = {}
+        self._cleared_timers = 0
         self._seq = itertools.count()
         self._option_waiters: dict[bytes, Call[None]] = {}
         self._unique_prefix = uuid.uuid4().hex.encode()
@@ -199,7 +234,7 @@ class ClientSession:
     def new_job(
         self,
         function: str | bytes,
-        workload: bytes | str,
+        workload: object,
         *,
         background: bool = False,
         when: float | None = None,
@@ -210,9 +245,10 @@ class ClientSession:
         Raises:
             ValueError: a bad priority, a NUL in the function name or unique key, a priority with ``when``, or a
                 packet over ``max_packet_size``.
+            TypeError: a workload the codec cannot encode (without a codec: not bytes-like or str).
         """
         name = self.router.function(function)
-        payload = as_bytes(workload, "workload")
+        payload = self.codec.encode(workload)
         unique_option = options.get("unique")
         if unique_option is not None:
             unique = as_bytes(unique_option, "unique")
@@ -227,9 +263,9 @@ class ClientSession:
             if priority != "normal":
                 raise ValueError("epoch jobs (when=...) always run at normal priority")
             background = True
-            packet = encode_parts(
-                _T.SUBMIT_JOB_EPOCH, (name, unique, str(int(when)).encode(), payload), max_size=self.max_packet_size
-            )
+            # Whole seconds on the wire: rounded up, so the job never runs before ``when``.
+            epoch = str(math.ceil(when)).encode()
+            packet = encode_parts(_T.SUBMIT_JOB_EPOCH, (name, unique, epoch, payload), max_size=self.max_packet_size)
         else:
             ptype = _SUBMIT_TYPES.get((priority, background))
             if ptype is None:
@@ -261,12 +297,12 @@ class ClientSession:
 
         Raises:
             NoServerAvailable: every server is down or backing off.
-            ConnectionLost: the client is closed.
+            ClientClosed: the client is closed.
         """
         self._check_open()
         if job.deadline is not None and job.attempts == 0 and not job.events:
             job.deadline += now
-            heapq.heappush(self._deadlines, (job.deadline, next(self._seq), job))
+            self._add_timer(job, job.deadline, resubmit=False)
         self._route(job, now)
 
     def _route(self, job: Job, now: float) -> None:
@@ -420,7 +456,7 @@ class ClientSession:
 
     def next_deadline(self) -> float | None:
         """When ``expire`` should next be called (None: nothing times out)."""
-        deadline = self._deadlines[0][0] if self._deadlines else None
+        deadline = self._timers[0][0] if self._timers else None
         if self.command_timeout is not None:
             for channel in self.channels.values():
                 if channel.pending and channel.state is ChannelState.CONNECTED:
@@ -430,12 +466,22 @@ class ClientSession:
         return deadline
 
     def expire(self, now: float) -> list[Channel]:
-        """Fail jobs past their timeout; treat channels silent past the command timeout as lost and return them,
-        so the driver closes their connections."""
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, _, job = heapq.heappop(deadlines)
-            if not job.done:
+        """Fail jobs past their timeout, resubmit jobs whose retry delay is over; treat channels silent past the
+        command timeout as lost and return them, so the driver closes their connections."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            timer = heapq.heappop(timers)[2]
+            job = timer.job
+            if job is None:
+                self._cleared_timers -= 1
+                continue
+            remaining = self._job_timers[job]
+            remaining.remove(timer)
+            if not remaining:
+                del self._job_timers[job]
+            if timer.resubmit:
+                self._resubmit(job, now)
+            else:
                 self._fail(job, JobTimeout(f"job {job.function!r} timed out", handle=job.handle, function=job.function))
         silent: list[Channel] = []
         if self.command_timeout is not None:
@@ -469,10 +515,21 @@ class ClientSession:
         for call in self._option_waiters.values():
             call._reject(error)
         self._option_waiters.clear()
+        for _, _, timer in list(self._timers):
+            if timer.job is not None and timer.resubmit:
+                self._fail(timer.job, error)  # waiting for its retry delay
         self.channels.clear()
         self._last_channel = None
         self.ready.clear()
         return channels
+
+    def reopen(self, now: float) -> None:
+        """Accept requests again after ``close``, and list every server not in its backoff as ready to connect."""
+        self.closed = None
+        for address in self.router.servers:
+            channel = self._channel(address)
+            if channel.state is ChannelState.IDLE and self.router.backoffs[address].available(now):
+                self._mark(channel)
 
     def replace_servers(self, servers: str | ServerAddress | Iterable[str | ServerAddress] | None) -> list[Channel]:
         """Use a new server list. Returns idle channels of removed servers (to close); busy ones finish first."""
@@ -499,7 +556,7 @@ class ClientSession:
 
     def _check_open(self) -> None:
         if self.closed is not None:
-            raise ConnectionLost("the client is closed")
+            raise ClientClosed("the client is closed; connect() opens it again")
 
     def _channel(self, address: ServerAddress) -> Channel:
         channel = self._last_channel
@@ -556,10 +613,36 @@ class ClientSession:
         job.handle = None
         job.group = [job]
         job._emit(RetryEvent(job.attempts, reason))
+        delay = min(self.retry_delay * 2 ** min(job.attempts - 1, _MAX_RETRY_DOUBLINGS), self.retry_delay_max)
+        if delay > 0:
+            self._add_timer(job, now + delay, resubmit=True)
+        else:
+            self._resubmit(job, now)
+
+    def _resubmit(self, job: Job, now: float) -> None:
         try:
             self._route(job, now)
         except GearworksError as exc:
             self._fail(job, exc)
+
+    def _add_timer(self, job: Job, at: float, *, resubmit: bool) -> None:
+        timer = _Timer(job, resubmit)
+        heapq.heappush(self._timers, (at, next(self._seq), timer))
+        self._job_timers.setdefault(job, []).append(timer)
+
+    def _clear_timers(self, job: Job) -> None:
+        """Let go of a finished job: its timers stay in the heap, empty, until due or compacted."""
+        timers = self._job_timers.pop(job, None)
+        if timers is None:
+            return
+        for timer in timers:
+            timer.job = None
+        self._cleared_timers += len(timers)
+        heap = self._timers
+        if self._cleared_timers > _COMPACT_MIN and self._cleared_timers * 2 > len(heap):
+            heap[:] = [entry for entry in heap if entry[2].job is not None]
+            heapq.heapify(heap)
+            self._cleared_timers = 0
 
     def _detach(self, job: Job) -> None:
         group = job.group
@@ -575,6 +658,8 @@ class ClientSession:
 
     def _finish(self, job: Job, event: Event) -> None:
         self._detach(job)
+        if self._job_timers:
+            self._clear_timers(job)
         job._emit(event)
 
     def _fail(self, job: Job, error: GearworksError) -> None:
@@ -603,9 +688,9 @@ class ClientSession:
             return  # every job of this submission gave up (timeout) before the server answered
         handle = JobHandle.on(args[0], channel.address)
         if job.background:
+            # Done once created, like the seeds' clients: on_created only, no on_complete before any worker ran it.
             job.handle = handle
             self._finish(job, CreatedEvent(handle))
-            self._finish(job, CompleteEvent(handle))
             job._resolve(handle)
             return
         known = channel.handles.get(handle)
@@ -660,10 +745,31 @@ class ClientSession:
             return []
         return list(group)
 
+    def _decoded(self, group: list[Job], data: bytes) -> tuple[Any, bool]:
+        """``data`` decoded by the codec, and whether that worked; if not, the group's jobs fail with JobFailed."""
+        decode = self._decode
+        if decode is None:
+            return data, True
+        try:
+            return decode(data), True
+        except Exception as exc:
+            for job in group:
+                error = JobFailed(
+                    f"job {job.handle!r} ({job.function!r}): {self.codec!r} cannot decode {data[:200]!r}: {exc}",
+                    handle=job.handle,
+                    function=job.function,
+                )
+                error.__cause__ = exc
+                self._fail(job, error)
+            return None, False
+
     def _on_work_complete(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
-        for job in self._group(channel, args[0]):
-            self._finish(job, CompleteEvent(args[1]))
-            job._resolve(args[1])
+        group = self._group(channel, args[0])
+        result, ok = self._decoded(group, args[1])
+        if ok:
+            for job in group:
+                self._finish(job, CompleteEvent(result))
+                job._resolve(result)
 
     def _on_work_fail(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
         # gearmand turns WORK_EXCEPTION into WORK_FAIL "handle\0" for clients without the option (§3.7).
@@ -680,8 +786,11 @@ class ClientSession:
             self._retry(job, JobException(message, data, handle=handle, function=job.function), now)
 
     def _on_work_data(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
-        for job in self._group(channel, args[0]):
-            job._emit(DataEvent(args[1]))
+        group = self._group(channel, args[0])
+        data, ok = self._decoded(group, args[1])
+        if ok:
+            for job in group:
+                job._emit(DataEvent(data))
 
     def _on_work_warning(self, channel: Channel, args: tuple[bytes, ...], now: float) -> None:
         for job in self._group(channel, args[0]):
@@ -703,6 +812,14 @@ class ClientOptions(RequestKeywords, total=False):
     backoff_initial, backoff_maximum: reconnect delay in seconds after a failed attempt, doubling per failure up to
         the cap, where a down server keeps being retried however long it is down [0.1, 30.0]; backoff_max: failed
         attempts after which a server is disabled for good [None: never].
+    retry_delay, retry_delay_max: seconds before a failed job's first resubmission (``retry_count``), doubling per
+        attempt up to the cap [0.1, 10.0]; 0 resubmits at once. A job's ``timeout`` keeps running meanwhile.
+    codec: turns workloads into bytes and result and WORK_DATA payloads back into objects: ``JSONCodec()`` or any
+        object with ``encode(obj) -> bytes`` and ``decode(bytes) -> obj`` [None: bytes in (``str`` as UTF-8, any
+        other type a TypeError), bytes out]. Warnings, exception payloads and handles stay bytes; a payload the
+        codec cannot decode fails the job with JobFailed.
+    write_buffer_limit: bytes a client may hold unwritten (server not reading) before a submission waits
+        (``Client``) or raises BufferError (``AsyncClient``'s synchronous ``submit``) [64 MiB].
 
     A submission over ``max_packet_size`` raises ValueError before anything is sent.
     """
@@ -712,14 +829,26 @@ class ClientOptions(RequestKeywords, total=False):
     backoff_initial: float
     backoff_maximum: float
     backoff_max: int | None
+    retry_delay: float
+    retry_delay_max: float
+    codec: Codec | None
+    write_buffer_limit: int
+
+
+WRITE_BUFFER_LIMIT = 64 * 1024 * 1024
+"""Default ``write_buffer_limit``: unwritten bytes a client holds before it stops taking submissions."""
 
 
 class BaseClient:
     """What AsyncClient and Client share: configuration, submission, server list and counters.
 
-    Drivers implement ``_now`` (their clock), ``_flush`` (write queued bytes now) and ``_queued`` (bytes were
-    queued by a task set: write now or batch), and ``_close_channels``.
+    Drivers implement ``_now`` (their clock), ``_flush`` (write queued bytes now), ``_queued`` (bytes were
+    queued by a task set: write now or batch), ``_make_room`` (before a submission: wait for, or refuse, when more
+    than ``write_buffer_limit`` bytes are unwritten) and ``_close_channels``. ``_lock`` guards the session: a
+    no-op for the asyncio driver, a reentrant lock for the threaded one.
     """
+
+    _lock: AbstractContextManager[object] = nullcontext()
 
     def __init__(
         self,
@@ -744,7 +873,11 @@ class BaseClient:
             exceptions=options.get("exceptions", False),
             command_timeout=options.get("command_timeout", 30.0),
             max_packet_size=self.connect_options.max_packet_size,
+            codec=options.get("codec"),
+            retry_delay=options.get("retry_delay", 0.1),
+            retry_delay_max=options.get("retry_delay_max", 10.0),
         )
+        self.write_buffer_limit = options.get("write_buffer_limit", WRITE_BUFFER_LIMIT)
 
     def _now(self) -> float:
         raise NotImplementedError
@@ -755,13 +888,16 @@ class BaseClient:
     def _queued(self) -> None:
         raise NotImplementedError
 
+    def _make_room(self) -> None:
+        raise NotImplementedError
+
     def _close_channels(self, channels: list[Channel]) -> None:
         raise NotImplementedError
 
     def submit(
         self,
         function: str | bytes,
-        workload: bytes | str = b"",
+        workload: object = b"",
         *,
         background: bool = False,
         when: float | None = None,
@@ -769,22 +905,29 @@ class BaseClient:
     ) -> Job:
         """Submit a job and return it at once (foreground: its result comes later; background: its handle).
 
-        ``when`` (seconds since the epoch) makes a background job not run before then (SUBMIT_JOB_EPOCH).
+        ``when`` (seconds since the epoch) makes a background job not run before then (SUBMIT_JOB_EPOCH; sent in
+        whole seconds, rounded up).
 
         Raises:
             ValueError: bad arguments or a packet over the size limit (nothing is sent).
+            TypeError: a workload that is not bytes-like or str (or that the codec cannot encode).
             NoServerAvailable: every server is down or backing off.
+            ClientClosed: the client was closed (``connect()`` opens it again).
         """
-        job = self._session.new_job(function, workload, background=background, when=when, options=options)
-        self._session.submit(job, self._now())
-        self._flush()
-        return job
+        with self._lock:
+            job = self._session.new_job(function, workload, background=background, when=when, options=options)
+            self._make_room()
+            self._session.submit(job, self._now())
+            self._flush()
+            return job
 
-    def _enqueue(self, function: str | bytes, workload: bytes | str, **options: Unpack[SubmitOptions]) -> Job:
-        job = self._session.new_job(function, workload, options=options)
-        self._session.submit(job, self._now())
-        self._queued()
-        return job
+    def _enqueue(self, function: str | bytes, workload: object, **options: Unpack[SubmitOptions]) -> Job:
+        with self._lock:
+            job = self._session.new_job(function, workload, options=options)
+            self._make_room()
+            self._session.submit(job, self._now())
+            self._queued()
+            return job
 
     @property
     def servers(self) -> list[ServerAddress]:
@@ -793,7 +936,13 @@ class BaseClient:
 
     def set_servers(self, servers: str | ServerAddress | Iterable[str | ServerAddress] | None) -> None:
         """Replace the server list at run time; jobs in flight on removed servers still finish."""
-        self._close_channels(self._session.replace_servers(servers))
+        with self._lock:
+            self._close_channels(self._session.replace_servers(servers))
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called (and ``connect()`` not since)."""
+        return self._session.closed is not None
 
     @property
     def prefix(self) -> bytes:
@@ -803,12 +952,14 @@ class BaseClient:
     @property
     def pending_count(self) -> int:
         """Requests waiting for their reply from a server (submissions before JOB_CREATED, status, echo)."""
-        return self._session.pending_count
+        with self._lock:
+            return self._session.pending_count
 
     @property
     def active_count(self) -> int:
         """Foreground jobs created and not finished."""
-        return self._session.active_count
+        with self._lock:
+            return self._session.active_count
 
     def _abandon(self, jobs: Iterable[Job]) -> None:
         """Fail the jobs of a wait that timed out with JobTimeout."""

@@ -41,6 +41,7 @@ class AsyncConnection(asyncio.BufferedProtocol):
         self.options = options
         self.transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
+        self._out_bytes = 0
         self._flush_scheduled = False
         self._writable: asyncio.Event = asyncio.Event()
         self._writable.set()
@@ -51,6 +52,18 @@ class AsyncConnection(asyncio.BufferedProtocol):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def writable(self) -> bool:
+        """Whether the transport is below its high-water mark (``drain()`` would return at once)."""
+        return self._writable.is_set()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written and not yet sent: queued for the end of the loop turn, or in the transport's buffer."""
+        transport = self.transport
+        held = transport.get_write_buffer_size() if transport is not None and not self._closed else 0
+        return self._out_bytes + held
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport and expose a PseudoSocket: no isinstance checks.
@@ -97,6 +110,7 @@ class AsyncConnection(asyncio.BufferedProtocol):
         if self._closed:
             raise ConnectionLost(f"connection to {self.address} is closed")
         self._out.extend(chunks)
+        self._out_bytes += sum(map(len, chunks))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             # The loop is kept from connection_made: get_running_loop() costs a getpid() syscall per call.
@@ -111,6 +125,7 @@ class AsyncConnection(asyncio.BufferedProtocol):
         self._flush_scheduled = False
         if self._out and self.transport is not None and not self._closed:
             out, self._out = self._out, []
+            self._out_bytes = 0
             self.transport.writelines(out)
 
     async def drain(self) -> None:

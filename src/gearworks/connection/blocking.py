@@ -85,6 +85,59 @@ class BlockingConnection:
             self.close()
             raise
 
+    def write_some(self, chunks: list[bytes | memoryview]) -> list[bytes | memoryview]:
+        """Write what the socket takes now, without waiting; returns what is left, in order (empty: all written).
+        For callers that wait for writability in their own selector, so a server that stops reading cannot hold
+        them past their deadline.
+
+        Raises:
+            ConnectionLost: the write failed; the connection is closed.
+        """
+        if self.closed:
+            raise ConnectionLost(f"connection to {self.address} is closed")
+        if len(chunks) > 1 and sum(map(len, chunks)) < _READ_SIZE:
+            chunks = [b"".join(chunks)]  # small packets: one syscall
+        try:
+            with map_socket_errors("lost connection to", self.address):
+                if isinstance(self.sock, ssl.SSLSocket):
+                    return self._write_some_tls(chunks)
+                if self.sock.gettimeout() is not None:
+                    self.sock.settimeout(None)  # MSG_DONTWAIT decides; a timeout would make CPython poll first
+                return self._write_some_plain(chunks)
+        except ConnectionLost:
+            self.close()
+            raise
+
+    def _write_some_plain(self, chunks: list[bytes | memoryview]) -> list[bytes | memoryview]:
+        first = 0
+        while first < len(chunks):
+            try:
+                sent = self.sock.sendmsg(chunks[first : first + _MAX_IOV], (), socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            while first < len(chunks) and sent >= len(chunks[first]):
+                sent -= len(chunks[first])
+                first += 1
+            if sent:
+                chunks[first] = memoryview(chunks[first])[sent:]
+                break  # the socket buffer is full
+        return chunks[first:]
+
+    def _write_some_tls(self, chunks: list[bytes | memoryview]) -> list[bytes | memoryview]:
+        # OpenSSL writes a whole chunk or wants it again, unchanged, once the socket is writable.
+        self.sock.settimeout(0.0)
+        first = 0
+        try:
+            while first < len(chunks):
+                sent = self.sock.send(chunks[first])
+                if sent < len(chunks[first]):
+                    chunks[first] = memoryview(chunks[first])[sent:]
+                    break
+                first += 1
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+            pass
+        return chunks[first:]
+
     def _send_vectored(self, chunks: list[bytes]) -> None:
         views = [memoryview(chunk) for chunk in chunks]
         first = 0

@@ -99,6 +99,9 @@ class Front:
     def set_servers(self, servers: object) -> None:
         self._sync(lambda: self.client.set_servers(servers))  # type: ignore[arg-type]
 
+    def connect(self) -> None:
+        self._either("connect")
+
     def close(self) -> None:
         self._either("close")
         if self.loop is not None and not self.loop.is_closed():

@@ -197,30 +197,6 @@ def test_background_jobs_get_distinct_default_uniques(job_server: ServerProcess,
     assert job.result() == job.handle
 
 
-def test_epoch_job_does_not_run_before_its_time(gearmand: ServerProcess, front: FrontFactory) -> None:
-    client = front(gearmand.address)
-    ran: list[tuple[bytes, float]] = []
-
-    def record(job: RawJob) -> bytes:
-        ran.append((job.workload, time.time()))
-        return b""
-
-    with RawWorker(gearmand.port, {b"epoch": record}):
-        when = int(time.time()) + 2
-        handle = client.submit_background("epoch", b"scheduled", when=when)
-        time.sleep(0.5)
-        assert ran == []
-        assert client.get_status(handle).known
-        time.sleep(max(0.0, when - time.time()) + 0.3)
-        # gearmand has no timer for epoch jobs (PROTOCOL.md §3.5): a later submission wakes the sleeping worker.
-        client.do("epoch", b"now")
-        deadline = time.monotonic() + 30
-        while len(ran) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-    assert [workload for workload, _ in ran] == [b"scheduled", b"now"]
-    assert ran[0][1] >= when
-
-
 def test_four_mib_payload_with_nul_bytes_round_trips(job_server: ServerProcess, front: FrontFactory) -> None:
     client = front(job_server.address)
     payload = bytes(range(256)) * (4 * 4096) + b"\0\0end"

@@ -11,7 +11,7 @@ S = ChannelState
 
 
 def session_with_one_job() -> ClientSession:
-    session = ClientSession(Router(["127.0.0.1:4730"]), exceptions=True)
+    session = ClientSession(Router(["127.0.0.1:4730"]), exceptions=True, retry_delay=0)
     session.submit(session.new_job("f", b"w", options={"retry_count": 1}), 0.0)
     return session
 

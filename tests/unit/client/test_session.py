@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import weakref
+from typing import Any
+
 import pytest
 
 from gearworks.client.jobs import (
@@ -18,7 +23,9 @@ from gearworks.client.jobs import (
 )
 from gearworks.client.routing import Router
 from gearworks.client.session import Channel, ClientSession
+from gearworks.codecs import JSONCodec
 from gearworks.errors import (
+    ClientClosed,
     ConnectionLost,
     JobException,
     JobFailed,
@@ -176,20 +183,45 @@ def test_callback_errors_are_logged_not_raised(caplog: pytest.LogCaptureFixture)
     assert "job callback for CreatedEvent raised" in caplog.text
 
 
-def test_work_fail_resubmits_up_to_retry_count_then_fails() -> None:
-    session = make_session()
+def test_work_fail_resubmits_after_a_doubling_delay_up_to_retry_count_then_fails() -> None:
+    session = make_session(retry_delay=0.5, retry_delay_max=0.8)
     retries: list[int] = []
-    job = submit(session, retry_count=1, on_retry=retries.append)
+    job = submit(session, retry_count=3, on_retry=retries.append)
     channel = connect(session)
     packet = sent(channel)
-    feed(session, channel, created(b"H:1"), (T.WORK_FAIL, (b"H:1",)))
-    assert retries == [1]
-    assert isinstance(job.events[-1], RetryEvent)
-    assert sent(channel) == packet  # the same submission again
-    feed(session, channel, created(b"H:2"), (T.WORK_FAIL, (b"H:2\0",)))  # gearmand's trailing NUL (§3.7)
-    with pytest.raises(JobFailed, match="H:2"):
+    now = 10.0
+    for attempt, (handle, delay) in enumerate([(b"H:1", 0.5), (b"H:2", 0.8), (b"H:3", 0.8)], start=1):
+        feed(session, channel, created(handle), (T.WORK_FAIL, (handle,)), now=now)
+        assert retries == list(range(1, attempt + 1))
+        assert isinstance(job.events[-1], RetryEvent)
+        assert sent(channel) == []  # not at once: after the delay (0.5, doubled, capped at 0.8)
+        assert session.next_deadline() == pytest.approx(now + delay)
+        assert session.expire(now + delay - 0.01) == []
+        assert sent(channel) == []
+        session.expire(now + delay)
+        assert sent(channel) == packet  # the same submission again
+        now += delay
+    feed(session, channel, created(b"H:4"), (T.WORK_FAIL, (b"H:4\0",)))  # gearmand's trailing NUL (§3.7)
+    with pytest.raises(JobFailed, match="H:4"):
         job.result()
     assert isinstance(job.events[-1], FailEvent)
+    assert session.next_deadline() is None
+
+
+def test_a_job_waiting_for_its_retry_fails_on_close_and_keeps_its_timeout() -> None:
+    session = make_session(retry_delay=5.0)
+    waiting = submit(session, retry_count=1)
+    timed = submit(session, retry_count=1, timeout=2.0)
+    channel = connect(session)
+    feed(session, channel, created(b"H:1"), created(b"H:2"), (T.WORK_FAIL, (b"H:1",)), (T.WORK_FAIL, (b"H:2",)))
+    session.expire(2.0)  # the timeout comes first: no resubmission
+    with pytest.raises(JobTimeout):
+        timed.result()
+    session.close(ConnectionLost("closed"))
+    with pytest.raises(ConnectionLost, match="closed"):
+        waiting.result()
+    session.expire(10.0)
+    assert sent(channel) == []
 
 
 def test_work_exception_is_an_event_then_a_job_exception() -> None:
@@ -347,8 +379,11 @@ def test_close_fails_every_pending_and_active_job() -> None:
     for outcome in (active, pending, queued_call):
         with pytest.raises(ConnectionLost, match="closed"):
             outcome.result()
-    with pytest.raises(ConnectionLost):
+    with pytest.raises(ClientClosed, match="closed"):
         submit(session)
+    session.reopen(0.0)
+    assert session.take_ready()  # every server listed to connect again
+    assert not submit(session).done
 
 
 def test_reply_nobody_asked_for_is_a_protocol_error() -> None:
@@ -386,7 +421,7 @@ def test_priorities_epoch_and_bad_arguments() -> None:
     ]:
         job = session.new_job("f", b"", background=background, options={"priority": priority})  # type: ignore[typeddict-item]
         assert Decoder().feed(b"".join(job.packet)).__next__().type is ptype  # type: ignore[union-attr]
-    epoch = session.new_job("f", b"x", when=1795373091.7, options={"unique": b"e1"})
+    epoch = session.new_job("f", b"x", when=1795373091.0, options={"unique": b"e1"})
     assert next(iter(Decoder().feed(b"".join(epoch.packet)))) == Packet(
         T.SUBMIT_JOB_EPOCH, (b"f", b"e1", b"1795373091", b"x")
     )
@@ -432,3 +467,107 @@ def test_replacing_servers_closes_idle_channels_and_keeps_busy_ones() -> None:
     assert submit(session).server.port == 3  # type: ignore[union-attr]
     feed(session, channels[2], created(b"H:2"), (T.WORK_COMPLETE, (b"H:2", b"done")))
     assert session.active_count == 0
+
+
+@pytest.mark.parametrize(("when", "sent_as"), [(1795373091.7, b"1795373092"), (1795373091.001, b"1795373092")])
+def test_epoch_when_is_rounded_up_so_the_job_never_runs_early(when: float, sent_as: bytes) -> None:
+    epoch = make_session().new_job("f", b"x", when=when, options={"unique": b"e1"})
+    assert next(iter(Decoder().feed(b"".join(epoch.packet)))) == Packet(
+        T.SUBMIT_JOB_EPOCH, (b"f", b"e1", sent_as, b"x")
+    )
+
+
+def test_background_job_fires_only_on_created_and_its_events_end_there() -> None:
+    session = make_session()
+    calls: list[str] = []
+    job = submit(
+        session,
+        background=True,
+        on_created=lambda handle: calls.append("created"),
+        on_complete=lambda result: calls.append("complete"),
+    )
+    channel = connect(session)
+    feed(session, channel, created(b"H:1"))
+    assert calls == ["created"]
+    assert job.events == [CreatedEvent(job.handle)]  # type: ignore[arg-type]
+    assert job.result() == b"H:1"
+
+    async def stream() -> list[object]:
+        return [event async for event in job]
+
+    assert asyncio.run(stream()) == [CreatedEvent(job.handle)]  # type: ignore[arg-type]
+
+
+class _Result:
+    """A decoded result that can be watched with a weakref (bytes cannot)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _ResultCodec:
+    def encode(self, obj: Any, /) -> bytes:
+        return bytes(obj)
+
+    def decode(self, data: bytes, /) -> _Result:
+        return _Result(data)
+
+
+def test_finished_jobs_with_long_timeouts_leave_the_timer_heap() -> None:
+    session = make_session(codec=_ResultCodec())
+    channel = connect_with(session, submit(session, timeout=3600.0))
+    watched: list[weakref.ref[_Result]] = []
+    for round_ in range(10):
+        jobs = [submit(session, workload=b"w", timeout=3600.0) for _ in range(100)]
+        sent(channel)
+        handles = [b"H:%d:%d" % (round_, i) for i in range(100)]
+        feed(session, channel, *(created(handle) for handle in handles))
+        feed(session, channel, *((T.WORK_COMPLETE, (handle, b"r")) for handle in handles))
+        watched.extend(weakref.ref(job.result()) for job in jobs)
+        del jobs
+    gc.collect()
+    assert all(ref() is None for ref in watched)  # no finished job (nor its result) is kept until its timeout
+    assert len(session._timers) <= 2 * 64 + 2  # cleared entries are compacted away
+
+
+def connect_with(session: ClientSession, job: Job) -> Channel:
+    channel = connect(session)
+    sent(channel)
+    feed(session, channel, created(b"H:first"))
+    assert not job.done
+    return channel
+
+
+def test_codec_encodes_workloads_and_decodes_results_and_data_only() -> None:
+    session = make_session(codec=JSONCodec(), exceptions=True)
+    job = submit(session, workload={"n": [1, 2]})  # type: ignore[arg-type]
+    channel = connect(session)
+    assert sent(channel)[-1].args == (b"f", b"", b'{"n":[1,2]}')
+    feed(
+        session,
+        channel,
+        (T.OPTION_RES, (b"exceptions",)),
+        created(b"H:1"),
+        (T.WORK_DATA, (b"H:1", b"[1]")),
+        (T.WORK_WARNING, (b"H:1", b"raw")),
+        (T.WORK_COMPLETE, (b"H:1", b'{"ok":true}')),
+    )
+    assert job.result() == {"ok": True}
+    assert DataEvent([1]) in job.events
+    assert WarningEvent(b"raw") in job.events
+    bad = submit(session, workload=None)  # type: ignore[arg-type]
+    feed(session, channel, created(b"H:2"), (T.WORK_COMPLETE, (b"H:2", b"not json")))
+    with pytest.raises(JobFailed, match="cannot decode") as caught:
+        bad.result()
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+def test_workloads_of_other_types_raise_type_error_naming_the_type_without_a_codec() -> None:
+    session = make_session()
+    for workload, name in ((5, "int"), ([104, 105], "list"), ({"a": 1}, "dict")):
+        with pytest.raises(TypeError, match=name):
+            submit(session, workload=workload)  # type: ignore[arg-type]
+    assert session.take_ready() == []  # nothing queued
+    for workload in (b"hi", bytearray(b"hi"), memoryview(b"hi"), "hi"):
+        submit(session, workload=workload)  # type: ignore[arg-type]
+    assert [p.args[2] for p in sent(connect(session))] == [b"hi"] * 4
