@@ -213,6 +213,19 @@ def test_client_errors_names_each_failure(server: ServerProcess) -> None:
     assert re.search(r"^NoServerAvailable: no job server available: 127\.0\.0\.1:1 ", output, flags=re.MULTILINE)
 
 
+def test_client_json_sends_and_gets_objects(server: ServerProcess) -> None:
+    assert run("client_json.py", server.address) == "result is a dict: {'order': 17, 'items': 2, 'total': 30}\n"
+
+
+def test_client_retry_succeeds_after_doubling_delays(server: ServerProcess) -> None:
+    output = run("client_retry.py", server.address)
+    match = re.search(r"^fetched report\.csv after 3 attempts; retries \[1, 2\]; waited at least \[(.+), (.+)\] s$",
+                      output, flags=re.MULTILINE)  # fmt: skip
+    assert match, output
+    first, second = (float(gap) for gap in match.groups())
+    assert first >= 0.1 and second >= 0.2  # retry_delay 0.2 s then 0.4 s, with jitter of at most half
+
+
 # ------------------------------------------------------------------------------------------------------- workers
 
 
