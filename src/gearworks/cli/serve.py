@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   gearworks serve --unix-socket /run/gearman.sock --verbose INFO -l gearworks.log -P gearworks.pid
   gearworks serve --ssl --ssl-certificate server.pem --ssl-key server.key --ssl-ca-file ca.pem
   gearworks serve --config /etc/gearworks/gearworks.toml -p 4731     a TOML file, the flag overriding it
+  gearworks serve --http-port 8080                  and the dashboard on http://127.0.0.1:8080/, metrics at /metrics
   gearman -h 127.0.0.1 -f rev hello; gearadmin -h 127.0.0.1 --status   the C tools work against it
 """
 
@@ -186,6 +187,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--libpq-table", metavar="TABLE", help="PostgreSQL table of this server's jobs (default gearworks_jobs)")
     add("-t", "--threads", type=int, default=0, help="accepted for gearmand compatibility; ignored")
     add("--allow-remote-shutdown", action="store_true", help="accept admin shutdown from non-loopback peers")
+    add(
+        "--http-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve /metrics, the JSON API and the dashboard on this port (off by default; 0 picks a free port)",
+    )
+    add("--http-listen", default="127.0.0.1", metavar="HOST", help="address of the HTTP listener (default 127.0.0.1)")
+    add(
+        "--http-token",
+        default=None,
+        metavar="TOKEN",
+        help="let non-loopback peers requeue, purge and cancel over HTTP with Authorization: Bearer TOKEN",
+    )
     parser.set_defaults(handler=serve)
 
 
@@ -249,6 +264,9 @@ def serve(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         queue_type=args.queue,
         allow_remote_shutdown=args.allow_remote_shutdown,
+        http_port=args.http_port,
+        http_listen=args.http_listen,
+        http_token=args.http_token,
     )
     try:
         config.store = queue_store(args)

@@ -1,7 +1,8 @@
 """The job server process: listeners (TCP, Unix socket, TLS), signals, pid file and the event loop.
 
-Builds the board, admin commands and connection hub from a ``ServerConfig`` and runs them until SIGTERM/SIGINT,
-an admin ``shutdown``, or (SIGUSR1, ``shutdown graceful``) until the last job is done. Uses uvloop when installed.
+Builds the board, admin commands, connection hub and (with ``--http-port``) the HTTP listener from a
+``ServerConfig`` and runs them until SIGTERM/SIGINT, an admin ``shutdown``, or (SIGUSR1, ``shutdown graceful``)
+until the last job is done. Uses uvloop when installed.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from gearworks.server.admin import AdminAction, AdminCommands
 from gearworks.server.board import Board
 from gearworks.server.connections import Hub, SocketOptions
 from gearworks.server.heap import keep_large_buffers
+from gearworks.server.http import HttpServer
 from gearworks.server.jobs import HandleFactory
 from gearworks.server.queues.base import QueueStore
 from gearworks.server.queues.memory import MemoryStore
+from gearworks.server.stats import make_stats
 
 __all__ = ["VERSION", "JobServer", "ServerConfig", "run"]
 
@@ -73,6 +76,11 @@ class ServerConfig:
     queue_type: str = "memory"
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     allow_remote_shutdown: bool = False
+    http_port: int | None = None
+    """``--http-port``: metrics, JSON API and dashboard on this port (None: no HTTP; 0: a free port, logged)."""
+    http_listen: str = "127.0.0.1"
+    http_token: str | None = None
+    """``--http-token``: a peer that is not loopback may make changes (requeue, purge, cancel) with it."""
     store: QueueStore = field(default_factory=MemoryStore)
 
 
@@ -106,6 +114,7 @@ class JobServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self.stats = make_stats()
         self.board = Board(
             handles=HandleFactory(config.job_handle_prefix),
             store=config.store,
@@ -119,6 +128,7 @@ class JobServer:
             version=VERSION.encode(),
             verbose=config.verbose,
             allow_remote_shutdown=config.allow_remote_shutdown,
+            stats=self.stats,
         )
         socket_options = SocketOptions()
         if config.keepalive:
@@ -132,6 +142,7 @@ class JobServer:
         )
         self.listeners: list[asyncio.AbstractServer] = []
         self.addresses: list[str] = []
+        self.http: HttpServer | None = None
         self._stopped: asyncio.Event | None = None
 
     async def start(self) -> list[str]:
@@ -164,6 +175,9 @@ class JobServer:
             server = await loop.create_unix_server(self.hub.connection, config.unix_socket, backlog=config.backlog)
             self.listeners.append(server)
             self.addresses.append(f"unix://{config.unix_socket}")
+        if config.http_port is not None:
+            self.http = HttpServer(self.hub, self.stats, config.http_token)
+            self.addresses += await self.http.start(config.http_listen, config.http_port, context)
         for address in self.addresses:
             log.info("gearworks %s listening on %s", __version__, address, extra=ANNOUNCE)
         return self.addresses
@@ -178,6 +192,8 @@ class JobServer:
         log.info("graceful shutdown: waiting for %d jobs", len(self.board.jobs), extra=ANNOUNCE)
         for listener in self.listeners:
             listener.close()
+        if self.http is not None:
+            self.http.close()
         self.hub.on_idle = self.stop
         if not self.board.jobs:
             self.stop()
@@ -204,6 +220,8 @@ class JobServer:
         ``SHUTDOWN_WAIT`` seconds for its last write)."""
         for listener in self.listeners:
             listener.close()
+        if self.http is not None:
+            self.http.close()
         self.hub.close()
         self.listeners = []
         if self.config.unix_socket:

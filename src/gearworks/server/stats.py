@@ -1,0 +1,291 @@
+"""Counters and latency histograms of one job server: what admin ``stats``, ``/metrics`` and the dashboard show.
+
+How this works: the board calls one method per event (a job submitted, assigned, completed, …) with what it
+already has at hand: the function name, sizes, and durations computed from the times it passes around. Each call
+is a dict lookup and a few integer increments on a ``__slots__`` record; nothing is allocated, formatted or read
+from a clock on that path, because the counters are always on. Latencies go into fixed, log-spaced buckets (the
+same for every function, so Prometheus can aggregate them) and quantiles are estimated from the buckets only when
+someone asks. Gauges (queued, running, workers) are not kept here: they are read from the board when shown.
+
+``NullStats`` has the same methods doing nothing: ``GEARWORKS_STATS=off`` swaps it in so a benchmark can measure
+what the counting costs. This module must not import the board; the board calls in here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from bisect import bisect_left
+
+__all__ = ["BAD_INPUT_KINDS", "BUCKETS", "FunctionCounters", "Histogram", "NullStats", "Stats", "make_stats"]
+
+BUCKETS: tuple[float, ...] = (
+    *(float(f"{mantissa}e{exponent}") for exponent in range(-4, 3) for mantissa in (1, 3)),
+    1000.0,
+)
+"""Upper bounds of the latency buckets in seconds, then +Inf: 100 µs, 300 µs, 1 ms, 3 ms … 300 s, 1000 s. Steps of
+about √10 span sub-millisecond runs to queue waits of a quarter hour in 15 buckets: a /metrics scrape of 1,000
+functions writes two histograms each, so every bucket costs 2,000 lines."""
+BAD_INPUT_KINDS = ("packet", "magic", "command", "admin")
+"""What ``bad_input`` is counted by: an undecodable packet (size, argument count, truncation), a response magic
+where a request belongs, a packet type a client may not send, an admin line that is not a command."""
+_LAST = len(BUCKETS)
+
+
+class Histogram:
+    """Observations counted per bucket of ``BUCKETS`` (the last slot is +Inf), with their sum."""
+
+    __slots__ = ("buckets", "count", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (_LAST + 1)
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one duration (``bisect_left``: a value equal to a bound falls in that bound's bucket, ``le``)."""
+        self.buckets[bisect_left(BUCKETS, seconds)] += 1
+        self.count += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[int]:
+        """Observations at or below each bound, +Inf last: the ``_bucket`` series of a Prometheus histogram."""
+        out = []
+        running = 0
+        for count in self.buckets:
+            running += count
+            out.append(running)
+        return out
+
+    def quantile(self, q: float) -> float | None:
+        """Estimate the ``q`` quantile (0…1) by linear interpolation inside its bucket, as Prometheus'
+        ``histogram_quantile`` does; None without observations. A quantile in +Inf reports the highest bound."""
+        if not self.count:
+            return None
+        rank = q * self.count
+        running = 0
+        for index, count in enumerate(self.buckets):
+            if count and running + count >= rank:
+                if index == _LAST:
+                    return BUCKETS[-1]
+                lower = BUCKETS[index - 1] if index else 0.0
+                return lower + (BUCKETS[index] - lower) * max(rank - running, 0.0) / count
+            running += count
+        return BUCKETS[-1]
+
+
+class FunctionCounters:
+    """Everything counted for one function name since the server started.
+
+    ``submitted`` is indexed by ``priority * 2 + background`` (high fg, high bg, normal fg, …). ``failed`` counts
+    WORK_FAIL from a worker and foreground jobs failed after losing their worker ``--job-retries`` times;
+    ``timed_out``, ``cancelled`` and ``dead_lettered`` are the other ways a job ends without a result, ``retried``
+    the hand-outs lost with their worker and queued again. ``bytes_in`` are workloads submitted, ``bytes_out``
+    what workers sent back (results, data, warnings, exception payloads).
+    """
+
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "cancelled",
+        "completed",
+        "dead_lettered",
+        "exceptions",
+        "failed",
+        "name",
+        "retried",
+        "run",
+        "submitted",
+        "timed_out",
+        "wait",
+    )
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.submitted = [0] * 6
+        self.completed = 0
+        self.failed = 0
+        self.exceptions = 0
+        self.retried = 0
+        self.timed_out = 0
+        self.cancelled = 0
+        self.dead_lettered = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.wait = Histogram()
+        """Seconds from submission (or requeue) to hand-out."""
+        self.run = Histogram()
+        """Seconds from hand-out to the worker's result (complete, fail or exception)."""
+
+    @property
+    def submitted_total(self) -> int:
+        """Jobs created, every priority, foreground and background."""
+        return sum(self.submitted)
+
+    def submitted_by(self, priority: int, background: bool) -> int:
+        """Jobs created at ``priority`` (0 high, 1 normal, 2 low), background or foreground."""
+        return self.submitted[priority * 2 + background]
+
+    @property
+    def ended(self) -> int:
+        """Jobs that left the server with an outcome."""
+        return self.completed + self.failed + self.exceptions + self.timed_out + self.cancelled + self.dead_lettered
+
+
+class Stats:
+    """The counters of one server: a ``FunctionCounters`` per function name seen, and server-wide numbers.
+
+    Args:
+        started: the server's start time (``time.time()`` by default), for uptime.
+    """
+
+    enabled = True
+
+    def __init__(self, started: float | None = None) -> None:
+        self.started = time.time() if started is None else started
+        self.functions: dict[bytes, FunctionCounters] = {}
+        self.connections = 0
+        """Connections open now."""
+        self.connections_total = 0
+        """Connections accepted since the start."""
+        self.packets = 0
+        """Binary request packets and admin lines read."""
+        self.bad_input = dict.fromkeys(BAD_INPUT_KINDS, 0)
+
+    def uptime(self, now: float | None = None) -> float:
+        """Seconds since the server started."""
+        return (time.time() if now is None else now) - self.started
+
+    def function(self, name: bytes) -> FunctionCounters:
+        """The counters of ``name``, created on first use (they outlive a dropped function: counters only grow)."""
+        counters = self.functions.get(name)
+        if counters is None:
+            counters = self.functions[name] = FunctionCounters(name)
+        return counters
+
+    # -- events (the board's hot path: keep them a lookup and a few increments) ---------------------------------
+
+    def submitted(self, name: bytes, priority: int, background: bool, size: int) -> None:
+        """A job was created (not a submission coalesced into a live job with the same unique key)."""
+        counters = self.functions.get(name) or self.function(name)
+        counters.submitted[priority * 2 + background] += 1
+        counters.bytes_in += size
+
+    def assigned(self, name: bytes, waited: float) -> None:
+        """A job was handed to a worker ``waited`` seconds after it was queued."""
+        (self.functions.get(name) or self.function(name)).wait.observe(waited)
+
+    def completed(self, name: bytes, ran: float, size: int) -> None:
+        """WORK_COMPLETE with a ``size``-byte result, ``ran`` seconds after the hand-out."""
+        counters = self.functions.get(name) or self.function(name)
+        counters.completed += 1
+        counters.bytes_out += size
+        counters.run.observe(ran)
+
+    def failed(self, name: bytes, ran: float | None) -> None:
+        """A job ended with WORK_FAIL: from its worker after ``ran`` seconds, or (``ran`` None) because its worker
+        was lost too often."""
+        counters = self.functions.get(name) or self.function(name)
+        counters.failed += 1
+        if ran is not None:
+            counters.run.observe(ran)
+
+    def exception(self, name: bytes, ran: float, size: int) -> None:
+        """WORK_EXCEPTION with a ``size``-byte payload, ``ran`` seconds after the hand-out."""
+        counters = self.functions.get(name) or self.function(name)
+        counters.exceptions += 1
+        counters.bytes_out += size
+        counters.run.observe(ran)
+
+    def sent(self, name: bytes, size: int) -> None:
+        """WORK_DATA or WORK_WARNING of ``size`` bytes from a worker."""
+        (self.functions.get(name) or self.function(name)).bytes_out += size
+
+    def retried(self, name: bytes) -> None:
+        """A running job lost its worker (disconnect, CANT_DO) and was queued again."""
+        (self.functions.get(name) or self.function(name)).retried += 1
+
+    def timed_out(self, name: bytes) -> None:
+        """A running job outlived its worker's CAN_DO_TIMEOUT and was failed."""
+        (self.functions.get(name) or self.function(name)).timed_out += 1
+
+    def cancelled(self, name: bytes) -> None:
+        """An admin cancelled a job."""
+        (self.functions.get(name) or self.function(name)).cancelled += 1
+
+    def dead_lettered(self, name: bytes) -> None:
+        """A background job was buried after ``--job-retries`` lost hand-outs."""
+        (self.functions.get(name) or self.function(name)).dead_lettered += 1
+
+    def connected(self) -> None:
+        """A connection was accepted."""
+        self.connections += 1
+        self.connections_total += 1
+
+    def disconnected(self) -> None:
+        """A connection closed."""
+        self.connections -= 1
+
+    def read(self, count: int) -> None:
+        """``count`` packets or admin lines were read in one batch."""
+        self.packets += count
+
+    def rejected(self, kind: str) -> None:
+        """Bad input of one of ``BAD_INPUT_KINDS``."""
+        self.bad_input[kind] += 1
+
+
+class NullStats(Stats):
+    """Counts nothing: the same methods as ``Stats`` with empty bodies, for measuring what counting costs.
+
+    Only the events are emptied; the reading side stays, so every page and command works and shows zeros.
+    """
+
+    enabled = False
+
+    def submitted(self, name: bytes, priority: int, background: bool, size: int) -> None:
+        """Not counted."""
+
+    def assigned(self, name: bytes, waited: float) -> None:
+        """Not counted."""
+
+    def completed(self, name: bytes, ran: float, size: int) -> None:
+        """Not counted."""
+
+    def failed(self, name: bytes, ran: float | None) -> None:
+        """Not counted."""
+
+    def exception(self, name: bytes, ran: float, size: int) -> None:
+        """Not counted."""
+
+    def sent(self, name: bytes, size: int) -> None:
+        """Not counted."""
+
+    def retried(self, name: bytes) -> None:
+        """Not counted."""
+
+    def timed_out(self, name: bytes) -> None:
+        """Not counted."""
+
+    def cancelled(self, name: bytes) -> None:
+        """Not counted."""
+
+    def dead_lettered(self, name: bytes) -> None:
+        """Not counted."""
+
+    def connected(self) -> None:
+        """Not counted."""
+
+    def disconnected(self) -> None:
+        """Not counted."""
+
+    def read(self, count: int) -> None:
+        """Not counted."""
+
+    def rejected(self, kind: str) -> None:
+        """Not counted."""
+
+
+def make_stats() -> Stats:
+    """The server's stats: ``NullStats`` when ``$GEARWORKS_STATS`` is ``off`` (benchmarks only), else ``Stats``."""
+    return NullStats() if os.environ.get("GEARWORKS_STATS", "").lower() == "off" else Stats()
