@@ -58,7 +58,7 @@ function cell(row, text, className) {
 // -- charts --------------------------------------------------------------------------------------------------
 
 function niceMax(value) {
-  if (value <= 0) return 1;
+  if (value <= 4) return 4; // small numbers: whole steps of 1 on the axis
   const power = Math.pow(10, Math.floor(Math.log10(value)));
   for (const step of [1, 2, 2.5, 5, 10]) {
     if (value <= step * power) return step * power;
@@ -98,11 +98,11 @@ function drawChart(canvas, points, series) {
     g.stroke();
     g.fillText(number((max * i) / 4), left - 6, y);
   }
-  g.textAlign = "center";
   g.textBaseline = "top";
   for (let minutes = 10; minutes >= 0; minutes -= 2) {
     const x = left + plotW - (plotW * minutes * 60) / span;
-    g.fillText(minutes ? `-${minutes}m` : "now", x, top + plotH + 6);
+    g.textAlign = minutes ? "center" : "right";
+    g.fillText(minutes ? `-${minutes}m` : "now", minutes ? x : left + plotW, top + plotH + 6);
   }
 
   const x = (at) => left + plotW - (plotW * (now - at)) / span;

@@ -1,0 +1,141 @@
+"""Counters, histograms and the Prometheus text of ``server/stats.py`` and ``server/metrics.py``, without a server."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gearworks.server.board import Board
+from gearworks.server.metrics import families, registry, render
+from gearworks.server.stats import BUCKETS, Histogram, NullStats, Stats
+
+
+def parse(text: bytes) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Samples by sample name, as prometheus-client's own parser reads them."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def test_buckets_are_fixed_and_log_spaced() -> None:
+    assert BUCKETS[0] == 0.0001
+    assert BUCKETS[-1] == 1000.0
+    assert all(2.9 < later / earlier < 3.4 for earlier, later in zip(BUCKETS, BUCKETS[1:], strict=False))
+
+
+def test_histogram_counts_a_bound_in_its_own_bucket_and_overflow_in_inf() -> None:
+    histogram = Histogram()
+    for seconds in (0.0, 0.001, 0.0011, 5000.0):
+        histogram.observe(seconds)
+    cumulative = histogram.cumulative()
+    assert cumulative[BUCKETS.index(0.001)] == 2  # 0 and 0.001 (le is inclusive)
+    assert cumulative[BUCKETS.index(0.003)] == 3
+    assert cumulative[-2] == 3
+    assert cumulative[-1] == histogram.count == 4
+    assert histogram.total == pytest.approx(5000.0021)
+
+
+def test_quantiles_interpolate_inside_the_bucket() -> None:
+    histogram = Histogram()
+    assert histogram.quantile(0.5) is None
+    for _ in range(99):
+        histogram.observe(0.002)  # bucket (0.001, 0.003]
+    histogram.observe(50.0)  # bucket (30, 100]
+    p50 = histogram.quantile(0.5)
+    assert p50 is not None and 0.001 < p50 <= 0.003
+    p99 = histogram.quantile(0.99)
+    assert p99 is not None and 0.001 < p99 <= 0.003
+    top = histogram.quantile(1.0)
+    assert top is not None and 30 < top <= 100
+
+
+def test_events_count_per_function_and_priority() -> None:
+    stats = Stats(started=100.0)
+    stats.submitted(b"f", 0, False, 10)
+    stats.submitted(b"f", 2, True, 5)
+    stats.submitted(b"f", 2, True, 5)
+    stats.assigned(b"f", 0.01)
+    stats.completed(b"f", 0.5, 3)
+    stats.failed(b"f", None)
+    stats.exception(b"f", 0.1, 7)
+    stats.sent(b"f", 2)
+    for event in (stats.retried, stats.timed_out, stats.cancelled, stats.dead_lettered):
+        event(b"g")
+    counters = stats.functions[b"f"]
+    assert counters.submitted == [1, 0, 0, 0, 0, 2]
+    assert counters.submitted_total == 3
+    assert counters.submitted_by(2, True) == 2
+    assert (counters.completed, counters.failed, counters.exceptions) == (1, 1, 1)
+    assert (counters.bytes_in, counters.bytes_out) == (20, 12)
+    assert counters.wait.count == 1
+    assert counters.run.count == 2  # the failure without a worker result has no run time
+    other = stats.functions[b"g"]
+    assert (other.retried, other.timed_out, other.cancelled, other.dead_lettered) == (1, 1, 1, 1)
+    assert other.ended == 3  # retried is not an end
+    assert stats.uptime(now=160.0) == 60.0
+
+
+def test_null_stats_count_nothing_but_read_like_stats() -> None:
+    stats = NullStats()
+    stats.submitted(b"f", 1, False, 10)
+    stats.connected()
+    stats.rejected("magic")
+    assert not stats.enabled
+    assert stats.functions == {}
+    assert (stats.connections_total, stats.bad_input["magic"]) == (0, 0)
+
+
+def loaded(*names: bytes) -> tuple[Board, Stats]:
+    board = Board()
+    stats = Stats()
+    for name in names:
+        board.function(name)
+        stats.submitted(name, 1, True, 4)
+        stats.submitted(name, 0, False, 4)
+        stats.assigned(name, 0.002)
+        stats.completed(name, 0.05, 1)
+    return board, stats
+
+
+def test_metrics_parse_back_with_names_labels_and_values() -> None:
+    board, stats = loaded(b"resize")
+    board.submit(b"resize", b"", b"x", background=True)
+    samples = parse(render(families(board, stats)))
+    assert samples["gearworks_jobs_completed_total"] == [({"function": "resize"}, 1.0)]
+    assert sorted(samples["gearworks_jobs_submitted_total"], key=str) == sorted(
+        [
+            ({"function": "resize", "priority": "normal", "kind": "background"}, 1.0),
+            ({"function": "resize", "priority": "high", "kind": "foreground"}, 1.0),
+        ],
+        key=str,
+    )
+    queued = {labels["priority"]: value for labels, value in samples["gearworks_jobs_queued"]}
+    assert queued == {"high": 0.0, "normal": 1.0, "low": 0.0}
+    buckets = {labels["le"]: value for labels, value in samples["gearworks_job_wait_seconds_bucket"]}
+    assert (buckets["0.001"], buckets["0.003"], buckets["+Inf"]) == (0.0, 1.0, 1.0)
+    assert samples["gearworks_job_run_seconds_count"] == [({"function": "resize"}, 1.0)]
+    assert samples["gearworks_bad_input_total"][0][0] == {"kind": "packet"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"tab\there", b'say "hi"', "naïve ✓ 関数".encode(), b"back\\slash", b"new\nline", b"\xff\xfebinary"],
+    ids=["tab", "quotes", "unicode", "backslash", "newline", "not-utf8"],
+)
+def test_label_values_survive_tabs_quotes_and_unicode(name: bytes) -> None:
+    board, stats = loaded(name, b"plain")
+    samples = parse(render(families(board, stats)))
+    functions = {labels["function"] for labels, _ in samples["gearworks_jobs_completed_total"]}
+    assert functions == {name.decode("utf-8", "backslashreplace"), "plain"}
+
+
+def test_render_matches_prometheus_clients_own_exposition() -> None:
+    board, stats = loaded(b"a", b'b"\\', "ü".encode())
+    board.function(b"idle")
+    ours = list(text_string_to_metric_families(render(families(board, stats)).decode()))
+    theirs = list(text_string_to_metric_families(generate_latest(registry(board, stats)).decode()))
+    uptime = "gearworks_uptime_seconds"  # read twice, a moment apart
+    assert [f for f in ours if f.name != uptime] == [f for f in theirs if f.name != uptime]
