@@ -15,7 +15,7 @@ from gearworks.protocol.admin import MAX_WORDS, format_block, split_words
 from gearworks.protocol.fields import c_atoi
 from gearworks.server.board import Board
 from gearworks.server.peers import Peer
-from gearworks.server.stats import FunctionCounters, Histogram, Stats
+from gearworks.server.stats import FunctionCounters, Histogram
 
 __all__ = ["VERBOSE_LEVELS", "AdminAction", "AdminCommands"]
 
@@ -52,7 +52,6 @@ class AdminCommands:
         version: what ``version`` prints after ``OK``.
         verbose: the ``--verbose`` level name printed by ``verbose``.
         allow_remote_shutdown: accept ``shutdown`` from any peer, not only loopback and Unix-socket ones.
-        stats: the counters ``stats`` shows (the board's; a fresh, empty set when not given).
     """
 
     def __init__(
@@ -62,10 +61,8 @@ class AdminCommands:
         version: bytes,
         verbose: str = "ERROR",
         allow_remote_shutdown: bool = False,
-        stats: Stats | None = None,
     ) -> None:
         self.board = board
-        self.stats = stats if stats is not None else Stats()
         self.version = version
         self.verbose = verbose.encode()
         self.allow_remote_shutdown = allow_remote_shutdown
@@ -96,6 +93,7 @@ class AdminCommands:
             return b"ERR TOO_MANY_ARGUMENTS more+than+5+words\r\n", AdminAction.CLOSE
         command = self._commands.get(words[0].lower())
         if command is None:
+            self.board.stats.rejected("admin")
             return _unknown(words[0]), _NONE
         return command(peer, words)
 
@@ -236,7 +234,7 @@ class AdminCommands:
         if len(words) > 2:
             return _invalid(b"stats"), _NONE
         functions = self.board.functions
-        counters = self.stats.functions
+        counters = self.board.stats.functions
         names = [words[1]] if len(words) == 2 else list(dict.fromkeys((*functions, *counters)))
         lines = []
         for name in names:

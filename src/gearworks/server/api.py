@@ -16,7 +16,7 @@ from typing import Any
 
 from gearworks._version import __version__
 from gearworks.server.board import Board
-from gearworks.server.stats import BUCKETS, FunctionCounters, Histogram, Stats
+from gearworks.server.stats import BUCKETS, FunctionCounters, Histogram
 
 __all__ = [
     "HISTORY_SECONDS",
@@ -66,11 +66,11 @@ class History:
         self.points: deque[Point] = deque(maxlen=HISTORY_SECONDS)
         self._functions: deque[tuple[float, dict[bytes, tuple[int, int, int]]]] = deque(maxlen=RATE_WINDOW + 1)
 
-    def sample(self, board: Board, stats: Stats, now: float) -> None:
+    def sample(self, board: Board, now: float) -> None:
         """Take one point (called every second by the HTTP server's timer)."""
         totals: dict[bytes, tuple[int, int, int]] = {}
         submitted = completed = failed = 0
-        for name, counters in stats.functions.items():
+        for name, counters in board.stats.functions.items():
             each = (counters.submitted_total, counters.completed, _ended_badly(counters))
             totals[name] = each
             submitted += each[0]
@@ -147,9 +147,9 @@ def _counters(counters: FunctionCounters | None) -> Json:
     }
 
 
-def _function_row(board: Board, stats: Stats, history: History, name: bytes) -> Json:
+def _function_row(board: Board, history: History, name: bytes) -> Json:
     function = board.functions.get(name)
-    counters = stats.functions.get(name)
+    counters = board.stats.functions.get(name)
     submitted, completed, failed = history.rates(name)
     if function is None:
         queued = running = workers = 0
@@ -166,11 +166,12 @@ def _function_row(board: Board, stats: Stats, history: History, name: bytes) -> 
     return row
 
 
-def _names(board: Board, stats: Stats) -> list[bytes]:
-    return list(dict.fromkeys((*board.functions, *stats.functions)))
+def _names(board: Board) -> list[bytes]:
+    return list(dict.fromkeys((*board.functions, *board.stats.functions)))
 
 
-def _server(board: Board, stats: Stats) -> Json:
+def _server(board: Board) -> Json:
+    stats = board.stats
     peers = board.peers
     worker_peers = sum(1 for peer in peers if peer.abilities)
     return {
@@ -188,29 +189,29 @@ def _server(board: Board, stats: Stats) -> Json:
     }
 
 
-def status(board: Board, stats: Stats, history: History) -> Json:
+def status(board: Board, history: History) -> Json:
     """``/api/status``: the server, every function with gauges, counters, rates and p50/p99, and the chart series."""
     return {
-        "server": _server(board, stats),
-        "functions": [_function_row(board, stats, history, name) for name in _names(board, stats)],
+        "server": _server(board),
+        "functions": [_function_row(board, history, name) for name in _names(board)],
         "history": history.series(),
     }
 
 
-def counters(board: Board, stats: Stats) -> Json:
+def counters(board: Board) -> Json:
     """``/api/stats``: the raw counters, server-wide and per function (no rates: they need two scrapes)."""
     return {
-        "server": _server(board, stats),
-        "functions": {text(name): _counters(each) for name, each in stats.functions.items()},
+        "server": _server(board),
+        "functions": {text(name): _counters(each) for name, each in board.stats.functions.items()},
     }
 
 
-def function_detail(board: Board, stats: Stats, history: History, name: bytes) -> Json | None:
+def function_detail(board: Board, history: History, name: bytes) -> Json | None:
     """``/api/functions/{name}``: one function's row with its histograms' buckets; None when unknown."""
-    if name not in board.functions and name not in stats.functions:
+    if name not in board.functions and name not in board.stats.functions:
         return None
-    row = _function_row(board, stats, history, name)
-    counters = stats.functions.get(name)
+    row = _function_row(board, history, name)
+    counters = board.stats.functions.get(name)
     bounds = [*BUCKETS, None]  # None: +Inf
     for key, histogram in (("wait", counters.wait if counters else None), ("run", counters.run if counters else None)):
         counts = histogram.buckets if histogram is not None else [0] * len(bounds)

@@ -114,7 +114,6 @@ class JobServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.stats = make_stats()
         self.board = Board(
             handles=HandleFactory(config.job_handle_prefix),
             store=config.store,
@@ -122,13 +121,13 @@ class JobServer:
             round_robin=config.round_robin,
             worker_wakeup=config.worker_wakeup,
             exceptions=config.exceptions,
+            stats=make_stats(),
         )
         admin = AdminCommands(
             self.board,
             version=VERSION.encode(),
             verbose=config.verbose,
             allow_remote_shutdown=config.allow_remote_shutdown,
-            stats=self.stats,
         )
         socket_options = SocketOptions()
         if config.keepalive:
@@ -176,7 +175,7 @@ class JobServer:
             self.listeners.append(server)
             self.addresses.append(f"unix://{config.unix_socket}")
         if config.http_port is not None:
-            self.http = HttpServer(self.hub, self.stats, config.http_token)
+            self.http = HttpServer(self.hub, config.http_token)
             self.addresses += await self.http.start(config.http_listen, config.http_port, context)
         for address in self.addresses:
             log.info("gearworks %s listening on %s", __version__, address, extra=ANNOUNCE)

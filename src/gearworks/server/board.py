@@ -41,6 +41,7 @@ from gearworks.server.jobs import (
 from gearworks.server.peers import Peer, SleepState
 from gearworks.server.queues.base import QueueStore, StoredJob
 from gearworks.server.queues.memory import MemoryStore
+from gearworks.server.stats import Stats
 
 __all__ = ["Board", "Refused"]
 
@@ -74,6 +75,7 @@ class Board:
         round_robin: ``-R``: after a grab, the function served goes to the back of that worker's list.
         worker_wakeup: ``-w``: wake at most this many sleeping workers per queued job (0 = all).
         exceptions: ``--exceptions``: every new peer starts with the exceptions option on.
+        stats: where job events are counted (a fresh ``Stats`` by default).
     """
 
     def __init__(
@@ -85,8 +87,10 @@ class Board:
         round_robin: bool = False,
         worker_wakeup: int = 0,
         exceptions: bool = False,
+        stats: Stats | None = None,
     ) -> None:
         self.handles = handles or HandleFactory()
+        self.stats = stats if stats is not None else Stats()
         self.store: QueueStore = store or MemoryStore()
         self.job_retries = job_retries
         self.round_robin = round_robin
@@ -122,6 +126,7 @@ class Board:
         peer = Peer(self.ready, fd=fd, host=host, address=address, local=local)
         peer.exceptions = self.exceptions
         self.peers[peer] = None
+        self.stats.connected()
         return peer
 
     def take_ready(self) -> list[Peer]:
@@ -255,6 +260,7 @@ class Board:
         if background and self._collect:
             self._added.append(job)
             job.written = _PENDING
+        self.stats.submitted(name, priority, background, len(workload))
         if when > now:
             job.state = _DELAYED
             function.delayed += 1
@@ -272,6 +278,7 @@ class Board:
 
     def _enqueue(self, job: Job[Peer]) -> None:
         job.state = _QUEUED
+        job.at = self.now
         function = job.function
         queues = function.queues
         if not queues:
@@ -348,6 +355,8 @@ class Board:
                     job.state = _RUNNING
                     job.worker = peer
                     peer.running.add(job)
+                    self.stats.assigned(function.name, now - job.at)
+                    job.at = now
                     if timeout:
                         job.deadline = deadline = now + timeout
                         self._push_timeout(deadline, job)
@@ -383,8 +392,12 @@ class Board:
         if exhausted or (not job.background and not job.clients):
             if exhausted and job.background:
                 self._bury(job)
+                self.stats.dead_lettered(job.function.name)
+            else:
+                self.stats.failed(job.function.name, None)
             self.fail(job)
             return
+        self.stats.retried(job.function.name)
         worker = job.worker
         if worker is not None:
             worker.running.discard(job)
@@ -487,6 +500,7 @@ class Board:
         job = self.jobs.get(handle)
         if job is None:
             return False
+        self.stats.cancelled(job.function.name)
         self.fail(job)
         return True
 
@@ -514,6 +528,7 @@ class Board:
         while timeouts and timeouts[0][0] <= now:
             deadline, _, job = heapq.heappop(timeouts)
             if job.state is _RUNNING and job.deadline == deadline:
+                self.stats.timed_out(job.function.name)
                 self.fail(job)
 
     # -- persistence ---------------------------------------------------------------------------------------

@@ -238,14 +238,18 @@ class Connection(asyncio.Protocol):
             return
         peer = self.peer
         hub = self.hub
-        hub.board.now = _time()
+        board = hub.board
+        board.now = _time()
         dispatch = hub.dispatch
+        read = 0
         try:
             for item in self.decoder.feed(data):
+                read += 1
                 if type(item) is Packet:
                     if item.magic == REQ:
                         dispatch[item.type](peer, item.args)
                     else:
+                        board.stats.rejected("magic")
                         peer.send(_ERROR, _INVALID_MAGIC)
                 else:
                     assert isinstance(item, bytes)
@@ -255,6 +259,7 @@ class Connection(asyncio.Protocol):
                         self._act(action)
                         break
         except ProtocolError as exc:
+            board.stats.rejected("packet")
             log.info("closing %s: %s", peer.address, exc)
             peer.send(_ERROR, b"INVALID_PACKET\0" + str(exc).encode("utf-8", "replace"))
             self._close_soon()
@@ -263,6 +268,7 @@ class Connection(asyncio.Protocol):
             log.exception("internal error serving %s", peer.address)
             peer.send(_ERROR, b"SERVER_ERROR\0Internal server error")
             self._close_soon()
+        board.stats.read(read)
         hub.flush()
 
     def _act(self, action: AdminAction) -> None:

@@ -150,6 +150,7 @@ class _Handlers:
     # -- workers' registrations and sleep ------------------------------------------------------------------
 
     def _on_unexpected(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        self.board.stats.rejected("command")
         peer.send(_ERROR, _INVALID_COMMAND)
 
     def _on_can_do(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -290,7 +291,9 @@ class _Handlers:
         job = self._held(peer, handle, _NOT_FOUND_RESULT)
         if job is not None:
             _relay(job, _WORK_COMPLETE, handle, result)
-            self.board.finish(job)
+            board = self.board
+            board.stats.completed(job.function.name, board.now - job.at, len(result))
+            board.finish(job)
 
     def _on_work_fail(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         handle = args[0]
@@ -299,7 +302,9 @@ class _Handlers:
             return
         job = self._held(peer, handle, _NOT_FOUND_RESULT)
         if job is not None:
-            self.board.fail(job)
+            board = self.board
+            board.stats.failed(job.function.name, board.now - job.at)
+            board.fail(job)
 
     def _on_work_exception(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         handle, data = args
@@ -313,16 +318,20 @@ class _Handlers:
             else:
                 # gearmand sends `handle\0` here; the bare handle is what clients match (PROTOCOL.md §6.1 #3).
                 client.send(_WORK_FAIL, handle)
-        self.board.finish(job)
+        board = self.board
+        board.stats.exception(job.function.name, board.now - job.at, len(data))
+        board.finish(job)
 
     def _forwarder(self, ptype: PacketType) -> Handler:
         held = self._held
         code = int(ptype)
+        stats = self.board.stats
 
         def on_work(peer: Peer, args: tuple[bytes, ...]) -> None:
             handle, data = args
             job = held(peer, handle, _NOT_FOUND_DATA)
             if job is not None:
+                stats.sent(job.function.name, len(data))
                 _relay(job, code, handle, data)
 
         return on_work

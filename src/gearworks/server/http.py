@@ -30,7 +30,6 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from gearworks.server import api, metrics
 from gearworks.server.api import History
 from gearworks.server.connections import Hub
-from gearworks.server.stats import Stats
 
 __all__ = ["MAX_BODY", "MAX_HEAD", "HttpApi", "HttpConnection", "HttpServer", "Request", "Response"]
 
@@ -109,20 +108,19 @@ Route = Callable[[Request], Response]
 
 
 class HttpApi:
-    """What each path answers. Args: the server's hub, its stats, the history of totals, the ``--http-token``."""
+    """What each path answers. Args: the server's hub, the history of totals, the ``--http-token``."""
 
-    def __init__(self, hub: Hub, stats: Stats, history: History, token: str | None = None) -> None:
+    def __init__(self, hub: Hub, history: History, token: str | None = None) -> None:
         self.hub = hub
         self.board = hub.board
-        self.stats = stats
         self.history = history
         self.token = token
         self._static: dict[str, bytes] = {}
         # path → method → handler; paths with a variable segment are matched on their fixed parts below.
         self._routes: dict[str, dict[str, Route]] = {
             "/metrics": {"GET": self._metrics},
-            "/api/status": {"GET": lambda _: _json(api.status(self.board, self.stats, self.history))},
-            "/api/stats": {"GET": lambda _: _json(api.counters(self.board, self.stats))},
+            "/api/status": {"GET": lambda _: _json(api.status(self.board, self.history))},
+            "/api/stats": {"GET": lambda _: _json(api.counters(self.board))},
             "/api/workers": {"GET": lambda _: _json(api.workers(self.board))},
             "/api/dead-letters": {"GET": lambda _: _json(api.dead_letters(self.board))},
         }
@@ -170,7 +168,7 @@ class HttpApi:
         return None
 
     def _metrics(self, request: Request) -> Response:
-        body = metrics.render(metrics.families(self.board, self.stats))
+        body = metrics.render(metrics.families(self.board))
         return Response(200, body, metrics.CONTENT_TYPE)
 
     def _file(self, request: Request) -> Response:
@@ -181,17 +179,15 @@ class HttpApi:
         return Response(200, body, content_type)
 
     def _function(self, request: Request) -> Response:
-        detail = api.function_detail(self.board, self.stats, self.history, request.segments[2])
+        detail = api.function_detail(self.board, self.history, request.segments[2])
         return _error(404, "no such function") if detail is None else _json(detail)
 
     def _change(self, change: Callable[[], int]) -> int:
-        """Run a board change inside a hub batch, so its output (NOOPs, WORK_FAIL) and durable writes go out."""
-        hub = self.hub
-        hub.begin()
+        """Run a board change and flush the hub, so its output (NOOPs, WORK_FAIL) and durable writes go out."""
         try:
             return change()
         finally:
-            hub.end()
+            self.hub.flush()
 
     def _dead(self, request: Request) -> Response:
         handle = None if request.segments[2] == b"all" else request.segments[2]
@@ -314,12 +310,10 @@ class HttpServer:
 
     Args:
         hub: the job server's hub (board and flush).
-        stats: the server's counters.
         token: ``--http-token``: lets remote peers make changes.
     """
 
     hub: Hub
-    stats: Stats
     token: str | None = None
     history: History = field(default_factory=History)
     server: asyncio.AbstractServer | None = None
@@ -327,7 +321,7 @@ class HttpServer:
 
     async def start(self, host: str, port: int, context: ssl.SSLContext | None = None) -> list[str]:
         """Listen; returns the URLs listened on (``http://host:port`` or ``https://…``)."""
-        app = HttpApi(self.hub, self.stats, self.history, self.token)
+        app = HttpApi(self.hub, self.history, self.token)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: HttpConnection(app), host, port, reuse_address=True, ssl=context)
         self._sample()
@@ -340,7 +334,7 @@ class HttpServer:
         return urls
 
     def _sample(self) -> None:
-        self.history.sample(self.hub.board, self.stats, time.time())
+        self.history.sample(self.hub.board, time.time())
         self._timer = asyncio.get_running_loop().call_later(1.0, self._sample)
 
     def close(self) -> None:

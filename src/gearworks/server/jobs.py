@@ -73,11 +73,14 @@ class Job(Generic[P]):
     """One job.
 
     ``clients`` is None until a foreground client attaches (most jobs in a deep queue are background jobs, and a
-    list each would cost ~56 bytes); ``worker`` is the peer holding the job while it runs. A job that leaves the
-    board is marked GONE and may linger as a tombstone in its function's queue until a grab skips it.
+    list each would cost ~56 bytes); ``worker`` is the peer holding the job while it runs; ``at`` is when it was
+    last queued, then when it was handed out (the board's ``now``: for the wait and run histograms of ``stats``).
+    A job that leaves the board is marked GONE and may linger as a tombstone in its function's queue until a grab
+    skips it.
     """
 
     __slots__ = (
+        "at",
         "background",
         "clients",
         "deadline",
@@ -123,6 +126,7 @@ class Job(Generic[P]):
         self.denominator = _ZERO
         self.retries = 0
         self.deadline = 0.0
+        self.at = 0.0
         self.written = _WRITTEN
 
     def __repr__(self) -> str:

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Sample
 
 from gearworks.server.board import Board
-from gearworks.server.stats import BUCKETS, Histogram, Stats
+from gearworks.server.stats import BUCKETS, Histogram
 
 __all__ = ["CONTENT_TYPE", "BoardCollector", "Family", "families", "label", "registry", "render"]
 
@@ -100,12 +100,13 @@ def _histogram(family: Family, function: str, histogram: Histogram) -> None:
     samples.append((family.name + "_sum", function, _NONE, histogram.total))
 
 
-def families(board: Board, stats: Stats) -> list[Family]:
+def families(board: Board) -> list[Family]:
     """Every metric family of the server now: per-function counters, histograms and gauges, then server-wide."""
-    return [*_function_families(board, stats), *_server_families(board, stats)]
+    return [*_function_families(board), *_server_families(board)]
 
 
-def _function_families(board: Board, stats: Stats) -> Iterator[Family]:
+def _function_families(board: Board) -> Iterator[Family]:
+    stats = board.stats
     names = {name: label(name) for name in (*board.functions, *stats.functions)}
     submitted = Family("gearworks_jobs_submitted", "counter", "Jobs created, by priority and kind.", [])
     counters = [(Family("gearworks_" + metric, "counter", text, []), field) for metric, text, field in _COUNTERS]
@@ -150,7 +151,8 @@ def _one(name: str, kind: str, text: str, value: float) -> Family:
     return Family(name, kind, text, [(name + "_total" if kind == "counter" else name, None, _NONE, value)])
 
 
-def _server_families(board: Board, stats: Stats) -> Iterator[Family]:
+def _server_families(board: Board) -> Iterator[Family]:
+    stats = board.stats
     peers = board.peers
     worker_peers = sum(1 for peer in peers if peer.abilities)
     yield _one("gearworks_connections", "gauge", "Connections open now.", len(peers))
@@ -193,9 +195,8 @@ def render(metrics: list[Family]) -> bytes:
 class BoardCollector(Collector):
     """The same families as prometheus-client metrics, for an application's own registry."""
 
-    def __init__(self, board: Board, stats: Stats) -> None:
+    def __init__(self, board: Board) -> None:
         self.board = board
-        self.stats = stats
 
     def describe(self) -> list[Metric]:
         """Nothing up front: the families depend on the functions present at scrape time."""
@@ -203,7 +204,7 @@ class BoardCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Every family, built as prometheus-client ``Metric`` objects."""
-        for family in families(self.board, self.stats):
+        for family in families(self.board):
             metric = Metric(family.name, family.help, family.kind)
             for sample, function, labels, value in family.samples:
                 pairs = dict(labels.pairs)
@@ -213,8 +214,8 @@ class BoardCollector(Collector):
             yield metric
 
 
-def registry(board: Board, stats: Stats) -> CollectorRegistry:
+def registry(board: Board) -> CollectorRegistry:
     """A registry holding only this server's collector (no process or platform collectors)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BoardCollector(board, stats))
+    registry.register(BoardCollector(board))
     return registry

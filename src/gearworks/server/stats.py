@@ -144,8 +144,6 @@ class Stats:
     def __init__(self, started: float | None = None) -> None:
         self.started = time.time() if started is None else started
         self.functions: dict[bytes, FunctionCounters] = {}
-        self.connections = 0
-        """Connections open now."""
         self.connections_total = 0
         """Connections accepted since the start."""
         self.packets = 0
@@ -218,13 +216,8 @@ class Stats:
         (self.functions.get(name) or self.function(name)).dead_lettered += 1
 
     def connected(self) -> None:
-        """A connection was accepted."""
-        self.connections += 1
+        """A connection was accepted (how many are open now is the board's ``peers``)."""
         self.connections_total += 1
-
-    def disconnected(self) -> None:
-        """A connection closed."""
-        self.connections -= 1
 
     def read(self, count: int) -> None:
         """``count`` packets or admin lines were read in one batch."""
@@ -274,9 +267,6 @@ class NullStats(Stats):
         """Not counted."""
 
     def connected(self) -> None:
-        """Not counted."""
-
-    def disconnected(self) -> None:
         """Not counted."""
 
     def read(self, count: int) -> None:

@@ -53,7 +53,8 @@ def test_counters_of_a_known_workload(http_server_factory: HttpFactory) -> None:
         worker.send(T.CAN_DO, b"resize")
         for n in range(16):  # 12 completed, 3 failed, 1 exception, in FIFO order
             (assign,) = [worker.request(T.GRAB_JOB)]
-            assert assign.type is T.JOB_ASSIGN and assign.args[0] == handles[n]
+            assert assign.type is T.JOB_ASSIGN
+            assert assign.args[0] == handles[n]
             if n < 12:
                 worker.send(T.WORK_COMPLETE, assign.args[0], b"ok")
             elif n < 15:
@@ -83,7 +84,9 @@ def test_counters_of_a_known_workload(http_server_factory: HttpFactory) -> None:
         "gearworks_jobs_running": 0, "gearworks_dead_letters": 1,
     }  # fmt: skip
     assert {name: value(metrics, name, function="resize") for name in expected} == expected
-    submitted = value(metrics, "gearworks_jobs_submitted_total", function="resize", priority="normal", kind="background")
+    submitted = value(
+        metrics, "gearworks_jobs_submitted_total", function="resize", priority="normal", kind="background"
+    )
     assert submitted == 20
     assert value(metrics, "gearworks_jobs_queued", function="resize", priority="normal") == 1
     assert value(metrics, "gearworks_bad_input_total", kind="magic") == 1
@@ -92,7 +95,8 @@ def test_counters_of_a_known_workload(http_server_factory: HttpFactory) -> None:
 
     row = server.get("/api/status")["functions"][0]
     assert (row["name"], row["queued"], row["completed"], row["timed_out"]) == ("resize", 1, 12, 1)
-    assert row["run"]["count"] == 16 and row["run"]["p99"] is not None
+    assert row["run"]["count"] == 16
+    assert row["run"]["p99"] is not None
     assert server.get("/api/stats")["functions"]["resize"]["retried"] == 2
     with Wire(server.port) as admin:
         fields = admin.admin(b"stats resize\r\n").split(b"\n")[0].split(b"\t")
@@ -116,13 +120,15 @@ def test_dead_letters_requeue_and_purge_by_post(http_server: HttpServer) -> None
     wait_until(lambda: http_server.get("/api/dead-letters"))
     assert http_server.post("/api/dead-letters/all/purge") == (200, {"purged": 1})
     status, body = http_server.post(f"/api/dead-letters/{handle.decode()}/purge")
-    assert status == 404 and "no such dead letter" in body["error"]
+    assert status == 404
+    assert "no such dead letter" in body["error"]
 
 
 def test_cancel_by_post_and_cross_origin_pages_are_refused(http_server: HttpServer) -> None:
     (handle,) = submit_background(http_server.port, b"c", 1)
     status, body = http_server.post(f"/api/jobs/{handle.decode()}/cancel", {"Origin": "http://evil.example"})
-    assert status == 403 and "cross-origin" in body["error"]
+    assert status == 403
+    assert "cross-origin" in body["error"]
     same = {"Origin": http_server.url}
     assert http_server.post(f"/api/jobs/{handle.decode()}/cancel", same) == (200, {"cancelled": 1})
     assert http_server.post(f"/api/jobs/{handle.decode()}/cancel")[0] == 404
@@ -139,7 +145,8 @@ def test_workers_and_function_documents(http_server: HttpServer) -> None:
         assert (row["client_id"], row["functions"], row["running"]) == ("thumbs-1", ["with space", "small"], [])
         detail = http_server.get("/api/functions/with%20space")
         assert (detail["name"], detail["workers"]) == ("with space", 1)
-        assert len(detail["wait"]["buckets"]) == 16 and detail["wait"]["buckets"][-1]["le"] is None
+        assert len(detail["wait"]["buckets"]) == 16
+        assert detail["wait"]["buckets"][-1]["le"] is None
     assert http_server.request("GET", "/api/functions/nosuch")[0] == 404
 
 
@@ -157,7 +164,8 @@ def test_bad_requests_get_4xx_and_keep_alive_answers_in_order(http_server: HttpS
     assert raw_http(port, b"nonsense\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert raw_http(port, b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 404 ")
     refused = raw_http(port, b"POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert refused.startswith(b"HTTP/1.1 405 ") and b"Allow: GET\r\n" in refused
+    assert refused.startswith(b"HTTP/1.1 405 ")
+    assert b"Allow: GET\r\n" in refused
     assert raw_http(port, b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n").startswith(b"HTTP/1.1 431 ")
     too_big = b"POST /api/jobs/H:x:1/cancel HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
     assert raw_http(port, too_big).startswith(b"HTTP/1.1 413 ")
@@ -168,4 +176,6 @@ def test_bad_requests_get_4xx_and_keep_alive_answers_in_order(http_server: HttpS
     assert replies.count(b"HTTP/1.1 200 OK") == 2
     assert replies.endswith(b"\r\n\r\n")  # HEAD: headers only
     page = raw_http(port, b"GET / HTTP/1.0\r\n\r\n")
-    assert page.startswith(b"HTTP/1.1 200 ") and b"text/html" in page and b"dashboard.js" in page
+    assert page.startswith(b"HTTP/1.1 200 ")
+    assert b"text/html" in page
+    assert b"dashboard.js" in page

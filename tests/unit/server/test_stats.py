@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,7 +25,7 @@ def parse(text: bytes) -> dict[str, list[tuple[dict[str, str], float]]]:
 def test_buckets_are_fixed_and_log_spaced() -> None:
     assert BUCKETS[0] == 0.0001
     assert BUCKETS[-1] == 1000.0
-    assert all(2.9 < later / earlier < 3.4 for earlier, later in zip(BUCKETS, BUCKETS[1:], strict=False))
+    assert all(2.9 < later / earlier < 3.4 for earlier, later in itertools.pairwise(BUCKETS))
 
 
 def test_histogram_counts_a_bound_in_its_own_bucket_and_overflow_in_inf() -> None:
@@ -45,11 +47,14 @@ def test_quantiles_interpolate_inside_the_bucket() -> None:
         histogram.observe(0.002)  # bucket (0.001, 0.003]
     histogram.observe(50.0)  # bucket (30, 100]
     p50 = histogram.quantile(0.5)
-    assert p50 is not None and 0.001 < p50 <= 0.003
+    assert p50 is not None
+    assert 0.001 < p50 <= 0.003
     p99 = histogram.quantile(0.99)
-    assert p99 is not None and 0.001 < p99 <= 0.003
+    assert p99 is not None
+    assert 0.001 < p99 <= 0.003
     top = histogram.quantile(1.0)
-    assert top is not None and 30 < top <= 100
+    assert top is not None
+    assert 30 < top <= 100
 
 
 def test_events_count_per_function_and_priority() -> None:
@@ -89,8 +94,8 @@ def test_null_stats_count_nothing_but_read_like_stats() -> None:
 
 
 def loaded(*names: bytes) -> tuple[Board, Stats]:
-    board = Board()
     stats = Stats()
+    board = Board(stats=stats)
     for name in names:
         board.function(name)
         stats.submitted(name, 1, True, 4)
@@ -101,13 +106,13 @@ def loaded(*names: bytes) -> tuple[Board, Stats]:
 
 
 def test_metrics_parse_back_with_names_labels_and_values() -> None:
-    board, stats = loaded(b"resize")
+    board, _stats = loaded(b"resize")
     board.submit(b"resize", b"", b"x", background=True)
-    samples = parse(render(families(board, stats)))
+    samples = parse(render(families(board)))
     assert samples["gearworks_jobs_completed_total"] == [({"function": "resize"}, 1.0)]
     assert sorted(samples["gearworks_jobs_submitted_total"], key=str) == sorted(
         [
-            ({"function": "resize", "priority": "normal", "kind": "background"}, 1.0),
+            ({"function": "resize", "priority": "normal", "kind": "background"}, 2.0),  # one more by submit
             ({"function": "resize", "priority": "high", "kind": "foreground"}, 1.0),
         ],
         key=str,
@@ -126,16 +131,16 @@ def test_metrics_parse_back_with_names_labels_and_values() -> None:
     ids=["tab", "quotes", "unicode", "backslash", "newline", "not-utf8"],
 )
 def test_label_values_survive_tabs_quotes_and_unicode(name: bytes) -> None:
-    board, stats = loaded(name, b"plain")
-    samples = parse(render(families(board, stats)))
+    board, _stats = loaded(name, b"plain")
+    samples = parse(render(families(board)))
     functions = {labels["function"] for labels, _ in samples["gearworks_jobs_completed_total"]}
     assert functions == {name.decode("utf-8", "backslashreplace"), "plain"}
 
 
 def test_render_matches_prometheus_clients_own_exposition() -> None:
-    board, stats = loaded(b"a", b'b"\\', "ü".encode())
+    board, _stats = loaded(b"a", b'b"\\', "ü".encode())
     board.function(b"idle")
-    ours = list(text_string_to_metric_families(render(families(board, stats)).decode()))
-    theirs = list(text_string_to_metric_families(generate_latest(registry(board, stats)).decode()))
+    ours = list(text_string_to_metric_families(render(families(board)).decode()))
+    theirs = list(text_string_to_metric_families(generate_latest(registry(board)).decode()))
     uptime = "gearworks_uptime_seconds"  # read twice, a moment apart
     assert [f for f in ours if f.name != uptime] == [f for f in theirs if f.name != uptime]
