@@ -50,7 +50,7 @@ _REASONS = {
     411: "Length Required",
     413: "Content Too Large",
     431: "Request Header Fields Too Large",
-    501: "Not Implemented",
+    500: "Internal Server Error",
 }
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),

@@ -16,7 +16,8 @@ never changes it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import accumulate
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -50,7 +51,7 @@ def _escape(value: str) -> str:
 
 
 _NONE = _labels()
-_LE = (*(_labels(("le", repr(bound))) for bound in BUCKETS), _labels(("le", "+Inf")))
+_LE = (*(repr(bound) for bound in BUCKETS), "+Inf")
 _PRIORITIES = ("high", "normal", "low")
 _QUEUED = tuple(_labels(("priority", name)) for name in _PRIORITIES)
 _SUBMITTED = tuple(
@@ -76,28 +77,29 @@ Series = tuple[str, str | None, Labels, float]
 @dataclass(slots=True)
 class Family:
     """One metric family: ``name`` without the ``_total`` of counters, ``kind`` as prometheus-client spells types
-    (counter, gauge, histogram), and its samples."""
+    (counter, gauge, histogram), and its samples: ``samples`` one by one, or for a histogram family
+    ``histograms``, (function label, histogram) pairs whose 18 samples each are spelled out only when written."""
 
     name: str
     kind: str
     help: str
     samples: list[Series]
+    histograms: list[tuple[str, Histogram]] = field(default_factory=list)
+
+    def expanded(self) -> Iterator[Series]:
+        """Every sample, the histograms' buckets, count and sum included."""
+        yield from self.samples
+        bucket, count, total = self.name + "_bucket", self.name + "_count", self.name + "_sum"
+        for function, histogram in self.histograms:
+            for le, running in zip(_LE, accumulate(histogram.buckets), strict=True):
+                yield bucket, function, _labels(("le", le)), running
+            yield count, function, _NONE, histogram.count
+            yield total, function, _NONE, histogram.total
 
 
 def label(name: bytes) -> str:
     """A function name as a label value: UTF-8, other bytes escaped as ``\\xNN``."""
     return name.decode("utf-8", "backslashreplace")
-
-
-def _histogram(family: Family, function: str, histogram: Histogram) -> None:
-    samples = family.samples
-    bucket = family.name + "_bucket"
-    running = 0
-    for labels, count in zip(_LE, histogram.buckets, strict=True):
-        running += count
-        samples.append((bucket, function, labels, running))
-    samples.append((family.name + "_count", function, _NONE, histogram.count))
-    samples.append((family.name + "_sum", function, _NONE, histogram.total))
 
 
 def families(board: Board) -> list[Family]:
@@ -109,7 +111,7 @@ def _function_families(board: Board) -> Iterator[Family]:
     stats = board.stats
     names = {name: label(name) for name in (*board.functions, *stats.functions)}
     submitted = Family("gearworks_jobs_submitted", "counter", "Jobs created, by priority and kind.", [])
-    counters = [(Family("gearworks_" + metric, "counter", text, []), field) for metric, text, field in _COUNTERS]
+    counters = [(Family("gearworks_" + metric, "counter", text, []), counted) for metric, text, counted in _COUNTERS]
     wait = Family("gearworks_job_wait_seconds", "histogram", "Seconds from submission (or requeue) to hand-out.", [])
     run = Family("gearworks_job_run_seconds", "histogram", "Seconds from hand-out to the worker's result.", [])
     submitted_total = submitted.name + "_total"
@@ -118,10 +120,10 @@ def _function_families(board: Board) -> Iterator[Family]:
         for index, count in enumerate(counter.submitted):
             if count:  # a priority and kind never used is left out, not written as a zero series
                 submitted.samples.append((submitted_total, function, _SUBMITTED[index], count))
-        for family, field in counters:
-            family.samples.append((family.name + "_total", function, _NONE, getattr(counter, field)))
-        _histogram(wait, function, counter.wait)
-        _histogram(run, function, counter.run)
+        for family, counted in counters:
+            family.samples.append((family.name + "_total", function, _NONE, getattr(counter, counted)))
+        wait.histograms.append((function, counter.wait))
+        run.histograms.append((function, counter.run))
     queued = Family(
         "gearworks_jobs_queued", "gauge", "Jobs waiting for a worker (epoch jobs not yet due count as normal).", []
     )
@@ -189,7 +191,24 @@ def render(metrics: list[Family]) -> bytes:
                     quoted = escaped[function] = _escape(function)
                 text = f'function="{quoted}"{labels.text}'
             append(f"{sample}{{{text}}} {value}\n" if text else f"{sample} {value}\n")
+        if family.histograms:
+            _write_histograms(family, escaped, out)
     return "".join(out).encode()
+
+
+def _write_histograms(family: Family, escaped: dict[str, str], out: list[str]) -> None:
+    """The histograms' lines: most of a scrape (18 per function each), so one comprehension per histogram."""
+    bucket, name = family.name + "_bucket", family.name
+    for function, histogram in family.histograms:
+        quoted = escaped.get(function)
+        if quoted is None:
+            quoted = escaped[function] = _escape(function)
+        head = f'{bucket}{{function="{quoted}",le="'
+        out.extend(
+            [f'{head}{le}"}} {running}\n' for le, running in zip(_LE, accumulate(histogram.buckets), strict=True)]
+        )
+        out.append(f'{name}_count{{function="{quoted}"}} {histogram.count}\n')
+        out.append(f'{name}_sum{{function="{quoted}"}} {histogram.total}\n')
 
 
 class BoardCollector(Collector):
@@ -206,7 +225,7 @@ class BoardCollector(Collector):
         """Every family, built as prometheus-client ``Metric`` objects."""
         for family in families(self.board):
             metric = Metric(family.name, family.help, family.kind)
-            for sample, function, labels, value in family.samples:
+            for sample, function, labels, value in family.expanded():
                 pairs = dict(labels.pairs)
                 if function is not None:
                     pairs["function"] = function

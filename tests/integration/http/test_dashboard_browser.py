@@ -86,7 +86,7 @@ def test_the_throughput_chart_moves_as_workers_complete_jobs(http_server: HttpSe
     chart = browser.find_element(By.ID, "throughput")
     eventually(lambda: int(chart.get_attribute("data-points") or 0) >= 1)
     assert float(chart.get_attribute("data-completed") or 0) == 0
-    with RawWorker(http_server.port, {b"encode": lambda job: job.workload[::-1]}).start():
+    with RawWorker(http_server.port, {b"encode": lambda job: job.workload[::-1]}):
         for _ in range(4):  # jobs over a few seconds, so several points of the chart see them
             submit(http_server.port, b"encode", 300)
             time.sleep(0.5)
@@ -101,13 +101,13 @@ def test_requeue_button_runs_a_dead_letter(http_server: HttpServer, browser: Web
     submit(http_server.port, b"flaky", 1)
     handle = abandon(http_server.port, b"flaky").decode()  # lost once with --job-retries 1: buried
     browser.get(http_server.url + "/")
-    button = eventually(
-        lambda: browser.find_element(By.CSS_SELECTOR, f'#dead tr[data-handle="{handle}"] button.requeue')
-    )
+    requeue = f'#dead tr[data-handle="{handle}"] button.requeue'
+    eventually(lambda: browser.find_element(By.CSS_SELECTOR, requeue))
     assert eventually(lambda: cell(browser, "flaky", "queued") == "0")
-    with RawWorker(http_server.port, {b"flaky": lambda job: b"done at last"}).start() as worker:
+    with RawWorker(http_server.port, {b"flaky": lambda job: b"done at last"}) as worker:
         eventually(lambda: "flaky" in browser.find_element(By.ID, "workers").text)
-        button.click()  # type: ignore[attr-defined]
+        # The table is redrawn every second: find and click in one step, again if the button was just replaced.
+        eventually(lambda: browser.find_element(By.CSS_SELECTOR, requeue).click() or True)
         eventually(lambda: worker.seen)
         assert worker.seen == [(b"flaky", b"", b"0")]
         assert eventually(lambda: cell(browser, "flaky", "completed") == "1")

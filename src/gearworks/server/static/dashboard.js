@@ -79,7 +79,9 @@ function drawChart(canvas, points, series) {
   const left = 44, right = 8, top = 8, bottom = 22;
   const plotW = width - left - right, plotH = height - top - bottom;
   const now = points.length ? points[points.length - 1].at : Date.now() / 1000;
-  const span = 600;
+  // A young server fills the chart: the window grows with the history, from one minute to ten.
+  const age = points.length ? now - points[0].at : 0;
+  const span = Math.min(600, Math.max(60, Math.ceil(age / 60) * 60));
   let max = 0;
   for (const point of points) for (const [key] of series) max = Math.max(max, point[key]);
   max = niceMax(max);
@@ -99,11 +101,15 @@ function drawChart(canvas, points, series) {
     g.fillText(number((max * i) / 4), left - 6, y);
   }
   g.textBaseline = "top";
-  for (let minutes = 10; minutes >= 0; minutes -= 2) {
-    const x = left + plotW - (plotW * minutes * 60) / span;
-    g.textAlign = minutes ? "center" : "right";
-    g.fillText(minutes ? `-${minutes}m` : "now", minutes ? x : left + plotW, top + plotH + 6);
+  for (let tick = 5; tick >= 0; tick--) {
+    const seconds = (span * tick) / 5;
+    const x = left + plotW - (plotW * seconds) / span;
+    const text = seconds >= 60 ? `-${+(seconds / 60).toFixed(1)}m` : `-${seconds}s`;
+    g.textAlign = tick ? (tick === 5 ? "left" : "center") : "right";
+    g.fillText(tick ? text : "now", tick ? x : left + plotW, top + plotH + 6);
   }
+  canvas.closest("figure").querySelector(".window").textContent =
+    span >= 120 ? `last ${span / 60} minutes` : "last minute";
 
   const x = (at) => left + plotW - (plotW * (now - at)) / span;
   const y = (value) => top + plotH - (plotH * value) / max;
