@@ -45,23 +45,23 @@ SCENARIOS = ("sequential", "pipelined fg", "pipelined bg", "drain 2 workers")
 RAW = Driver("raw", raw_client, raw_worker_argv)
 
 
+def _apply(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @contextlib.contextmanager
 def environment(**values: str | None) -> Iterator[None]:
     """Set (or, for None, remove) environment variables while a child process is started."""
     saved = {name: os.environ.get(name) for name in values}
     try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _apply(values)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _apply(saved)
 
 
 def start(name: str, baseline: Path | None) -> tuple[ServerProcess, int | None]:
