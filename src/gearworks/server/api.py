@@ -227,7 +227,7 @@ def workers(board: Board) -> list[Json]:
             "fd": peer.fd,
             "address": text(peer.address),
             "client_id": None if peer.client_id == b"-" else text(peer.client_id),
-            "functions": [text(function.name) for function, _ in reversed(peer.abilities)],
+            "functions": [text(function.name) for function in reversed(peer.abilities)],
             "running": [text(job.handle) for job in peer.running],
         }
         for peer in board.peers

@@ -41,7 +41,7 @@ from gearworks.server.jobs import (
 from gearworks.server.peers import Peer, SleepState
 from gearworks.server.queues.base import QueueStore, StoredJob
 from gearworks.server.queues.memory import MemoryStore
-from gearworks.server.stats import Stats
+from gearworks.server.stats import UNCOUNTED, FunctionCounters, Stats
 
 __all__ = ["Board", "Refused"]
 
@@ -260,7 +260,7 @@ class Board:
         if background and self._collect:
             self._added.append(job)
             job.written = _PENDING
-        self.stats.submitted(name, priority, background, len(workload))
+        self.stats.submitted(self._counted(function), priority, background, len(workload))
         if when > now:
             job.state = _DELAYED
             function.delayed += 1
@@ -268,6 +268,13 @@ class Board:
         else:
             self._enqueue(job)
         return job
+
+    def _counted(self, function: Function[Peer]) -> FunctionCounters:
+        """The function's counters, made when its first job is (a name only registered costs none, #19 item 5)."""
+        counters = function.counters
+        if counters is UNCOUNTED:
+            counters = function.counters = self.stats.function(function.name)
+        return counters
 
     def _attach(self, job: Job[Peer], client: Peer) -> None:
         if job.clients is None:
@@ -355,7 +362,7 @@ class Board:
                     job.state = _RUNNING
                     job.worker = peer
                     peer.running.add(job)
-                    self.stats.assigned(function.name, now - job.at)
+                    self.stats.assigned(function.counters, now - job.at)
                     job.at = now
                     if timeout:
                         job.deadline = deadline = now + timeout
@@ -392,12 +399,12 @@ class Board:
         if exhausted or (not job.background and not job.clients):
             if exhausted and job.background:
                 self._bury(job)
-                self.stats.dead_lettered(job.function.name)
+                self.stats.dead_lettered(job.function.counters)
             else:
-                self.stats.failed(job.function.name, None)
+                self.stats.failed(job.function.counters, None)
             self.fail(job)
             return
-        self.stats.retried(job.function.name)
+        self.stats.retried(job.function.counters)
         worker = job.worker
         if worker is not None:
             worker.running.discard(job)
@@ -436,6 +443,7 @@ class Board:
         for each in handles:
             dead = self._unbury(each)
             function = self.function(dead.function)
+            self._counted(function)
             job = Job(
                 each, function, dead.unique, dead.workload, priority=dead.priority, background=True,
                 reducer=dead.reducer,
@@ -500,7 +508,7 @@ class Board:
         job = self.jobs.get(handle)
         if job is None:
             return False
-        self.stats.cancelled(job.function.name)
+        self.stats.cancelled(job.function.counters)
         self.fail(job)
         return True
 
@@ -528,7 +536,7 @@ class Board:
         while timeouts and timeouts[0][0] <= now:
             deadline, _, job = heapq.heappop(timeouts)
             if job.state is _RUNNING and job.deadline == deadline:
-                self.stats.timed_out(job.function.name)
+                self.stats.timed_out(job.function.counters)
                 self.fail(job)
 
     # -- persistence ---------------------------------------------------------------------------------------
@@ -591,6 +599,7 @@ class Board:
         for record in stored:
             self.handles.skip_past(record.handle)
             function = self.function(record.function)
+            self._counted(function)
             job = Job(
                 record.handle,
                 function,

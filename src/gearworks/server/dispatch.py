@@ -292,7 +292,7 @@ class _Handlers:
         if job is not None:
             _relay(job, _WORK_COMPLETE, handle, result)
             board = self.board
-            board.stats.completed(job.function.name, board.now - job.at, len(result))
+            board.stats.completed(job.function.counters, board.now - job.at, len(result))
             board.finish(job)
 
     def _on_work_fail(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -303,7 +303,7 @@ class _Handlers:
         job = self._held(peer, handle, _NOT_FOUND_RESULT)
         if job is not None:
             board = self.board
-            board.stats.failed(job.function.name, board.now - job.at)
+            board.stats.failed(job.function.counters, board.now - job.at)
             board.fail(job)
 
     def _on_work_exception(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -319,7 +319,7 @@ class _Handlers:
                 # gearmand sends `handle\0` here; the bare handle is what clients match (PROTOCOL.md §6.1 #3).
                 client.send(_WORK_FAIL, handle)
         board = self.board
-        board.stats.exception(job.function.name, board.now - job.at, len(data))
+        board.stats.exception(job.function.counters, board.now - job.at, len(data))
         board.finish(job)
 
     def _forwarder(self, ptype: PacketType) -> Handler:
@@ -331,7 +331,7 @@ class _Handlers:
             handle, data = args
             job = held(peer, handle, _NOT_FOUND_DATA)
             if job is not None:
-                stats.sent(job.function.name, len(data))
+                stats.sent(job.function.counters, len(data))
                 _relay(job, code, handle, data)
 
         return on_work

@@ -3,8 +3,9 @@
 A ``Job`` is the server's whole memory of one submission: one is kept per queued or running job, so it is a
 ``__slots__`` record whose unset fields share constants (about 600 bytes per queued 100-byte job is the budget,
 issue #4). A ``Function`` holds one name's queues and unique index. Both are generic in the peer class that
-holds and waits on jobs (``peers.Peer``), so this module imports nothing of the server: ``peers`` builds on it,
-``board`` on both. No I/O and no scheduling here; ``board`` decides what happens to jobs.
+holds and waits on jobs (``peers.Peer``), so this module imports nothing of the server but the counter records of
+``stats`` (which import nothing): ``peers`` builds on it, ``board`` on both. No I/O and no scheduling here;
+``board`` decides what happens to jobs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Generic, TypeVar
+
+from gearworks.server.stats import UNCOUNTED, FunctionCounters
 
 __all__ = [
     "MAX_HANDLE_PREFIX",
@@ -144,10 +147,13 @@ class Function(Generic[P]):
     ``counts`` are live queued jobs per priority (tombstones excluded); ``delayed`` are epoch jobs not yet due,
     reported as queued normal jobs like gearmand does. A function nobody ever queued a job for has no queues yet
     (``()``, three deques cost 2.3 KB) and no unique index: a worker may register many names it never gets work
-    for (#19 item 5).
+    for (#19 item 5). ``counters`` are the function's record in ``Stats`` once a job was created for it
+    (``UNCOUNTED`` before: a name only registered costs no counters), held here so that counting an event needs no
+    lookup by name.
     """
 
     __slots__ = (
+        "counters",
         "counts",
         "delayed",
         "maxqueue",
@@ -162,6 +168,7 @@ class Function(Generic[P]):
 
     def __init__(self, name: bytes) -> None:
         self.name = name
+        self.counters: FunctionCounters = UNCOUNTED
         self.queues: tuple[deque[Job[P]], deque[Job[P]], deque[Job[P]]] | tuple[()] = ()
         self.counts = [0, 0, 0]
         self.delayed = 0

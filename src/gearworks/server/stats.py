@@ -1,9 +1,11 @@
 """Counters and latency histograms of one job server: what admin ``stats``, ``/metrics`` and the dashboard show.
 
-How this works: the board calls one method per event (a job submitted, assigned, completed, …) with what it
-already has at hand: the function name, sizes, and durations computed from the times it passes around. Each call
-is a dict lookup and a few integer increments on a ``__slots__`` record; nothing is allocated, formatted or read
-from a clock on that path, because the counters are always on. Latencies go into fixed, log-spaced buckets (the
+How this works: each of the board's functions holds its ``FunctionCounters`` record (made by ``Stats.function``
+with the function's first job; they outlive the function, since counters only grow),
+and the board calls one method per event (a job submitted, assigned, completed, …) with that record and what it
+already has at hand: sizes, and durations computed from the times it passes around. Each call is a few integer
+increments on a ``__slots__`` record; nothing is looked up, allocated, formatted or read from a clock on that
+path, because the counters are always on. Latencies go into fixed, log-spaced buckets (the
 same for every function, so Prometheus can aggregate them) and quantiles are estimated from the buckets only when
 someone asks. Gauges (queued, running, workers) are not kept here: they are read from the board when shown.
 
@@ -17,7 +19,16 @@ import os
 import time
 from bisect import bisect_left
 
-__all__ = ["BAD_INPUT_KINDS", "BUCKETS", "FunctionCounters", "Histogram", "NullStats", "Stats", "make_stats"]
+__all__ = [
+    "BAD_INPUT_KINDS",
+    "BUCKETS",
+    "UNCOUNTED",
+    "FunctionCounters",
+    "Histogram",
+    "NullStats",
+    "Stats",
+    "make_stats",
+]
 
 BUCKETS: tuple[float, ...] = (
     *(float(f"{mantissa}e{exponent}") for exponent in range(-4, 3) for mantissa in (1, 3)),
@@ -132,6 +143,11 @@ class FunctionCounters:
         return self.completed + self.failed + self.exceptions + self.timed_out + self.cancelled + self.dead_lettered
 
 
+UNCOUNTED = FunctionCounters(b"")
+"""The record of a function no job was created for yet: the board puts the function's own in its place before
+the first event, so nothing is ever counted here."""
+
+
 class Stats:
     """The counters of one server: a ``FunctionCounters`` per function name seen, and server-wide numbers.
 
@@ -161,59 +177,61 @@ class Stats:
             counters = self.functions[name] = FunctionCounters(name)
         return counters
 
-    # -- events (the board's hot path: keep them a lookup and a few increments) ---------------------------------
+    # -- events (the board's hot path: a few increments on the record the board holds, no lookup, no call) ---------
 
-    def submitted(self, name: bytes, priority: int, background: bool, size: int) -> None:
+    def submitted(self, counters: FunctionCounters, priority: int, background: bool, size: int) -> None:
         """A job was created (not a submission coalesced into a live job with the same unique key)."""
-        counters = self.functions.get(name) or self.function(name)
         counters.submitted[priority * 2 + background] += 1
         counters.bytes_in += size
 
-    def assigned(self, name: bytes, waited: float) -> None:
+    def assigned(self, counters: FunctionCounters, waited: float) -> None:
         """A job was handed to a worker ``waited`` seconds after it was queued."""
-        (self.functions.get(name) or self.function(name)).wait.observe(waited)
+        wait = counters.wait  # Histogram.observe, inlined: this runs for every job
+        wait.buckets[bisect_left(BUCKETS, waited)] += 1
+        wait.count += 1
+        wait.total += waited
 
-    def completed(self, name: bytes, ran: float, size: int) -> None:
+    def completed(self, counters: FunctionCounters, ran: float, size: int) -> None:
         """WORK_COMPLETE with a ``size``-byte result, ``ran`` seconds after the hand-out."""
-        counters = self.functions.get(name) or self.function(name)
         counters.completed += 1
         counters.bytes_out += size
-        counters.run.observe(ran)
+        run = counters.run  # Histogram.observe, inlined
+        run.buckets[bisect_left(BUCKETS, ran)] += 1
+        run.count += 1
+        run.total += ran
 
-    def failed(self, name: bytes, ran: float | None) -> None:
+    def failed(self, counters: FunctionCounters, ran: float | None) -> None:
         """A job ended with WORK_FAIL: from its worker after ``ran`` seconds, or (``ran`` None) because its worker
         was lost too often."""
-        counters = self.functions.get(name) or self.function(name)
         counters.failed += 1
         if ran is not None:
             counters.run.observe(ran)
 
-    def exception(self, name: bytes, ran: float, size: int) -> None:
+    def exception(self, counters: FunctionCounters, ran: float, size: int) -> None:
         """WORK_EXCEPTION with a ``size``-byte payload, ``ran`` seconds after the hand-out."""
-        counters = self.functions.get(name) or self.function(name)
         counters.exceptions += 1
         counters.bytes_out += size
         counters.run.observe(ran)
 
-    def sent(self, name: bytes, size: int) -> None:
+    def sent(self, counters: FunctionCounters, size: int) -> None:
         """WORK_DATA or WORK_WARNING of ``size`` bytes from a worker."""
-        (self.functions.get(name) or self.function(name)).bytes_out += size
+        counters.bytes_out += size
 
-    def retried(self, name: bytes) -> None:
+    def retried(self, counters: FunctionCounters) -> None:
         """A running job lost its worker (disconnect, CANT_DO) and was queued again."""
-        (self.functions.get(name) or self.function(name)).retried += 1
+        counters.retried += 1
 
-    def timed_out(self, name: bytes) -> None:
+    def timed_out(self, counters: FunctionCounters) -> None:
         """A running job outlived its worker's CAN_DO_TIMEOUT and was failed."""
-        (self.functions.get(name) or self.function(name)).timed_out += 1
+        counters.timed_out += 1
 
-    def cancelled(self, name: bytes) -> None:
+    def cancelled(self, counters: FunctionCounters) -> None:
         """An admin cancelled a job."""
-        (self.functions.get(name) or self.function(name)).cancelled += 1
+        counters.cancelled += 1
 
-    def dead_lettered(self, name: bytes) -> None:
+    def dead_lettered(self, counters: FunctionCounters) -> None:
         """A background job was buried after ``--job-retries`` lost hand-outs."""
-        (self.functions.get(name) or self.function(name)).dead_lettered += 1
+        counters.dead_lettered += 1
 
     def connected(self) -> None:
         """A connection was accepted (how many are open now is the board's ``peers``)."""
@@ -231,39 +249,43 @@ class Stats:
 class NullStats(Stats):
     """Counts nothing: the same methods as ``Stats`` with empty bodies, for measuring what counting costs.
 
-    Only the events are emptied; the reading side stays, so every page and command works and shows zeros.
+    Only the events are emptied (and ``function`` keeps no record): every page and command works and shows zeros.
     """
 
     enabled = False
 
-    def submitted(self, name: bytes, priority: int, background: bool, size: int) -> None:
+    def function(self, name: bytes) -> FunctionCounters:
+        """A record nobody reads: the board holds one per function whatever the stats."""
+        return FunctionCounters(name)
+
+    def submitted(self, counters: FunctionCounters, priority: int, background: bool, size: int) -> None:
         """Not counted."""
 
-    def assigned(self, name: bytes, waited: float) -> None:
+    def assigned(self, counters: FunctionCounters, waited: float) -> None:
         """Not counted."""
 
-    def completed(self, name: bytes, ran: float, size: int) -> None:
+    def completed(self, counters: FunctionCounters, ran: float, size: int) -> None:
         """Not counted."""
 
-    def failed(self, name: bytes, ran: float | None) -> None:
+    def failed(self, counters: FunctionCounters, ran: float | None) -> None:
         """Not counted."""
 
-    def exception(self, name: bytes, ran: float, size: int) -> None:
+    def exception(self, counters: FunctionCounters, ran: float, size: int) -> None:
         """Not counted."""
 
-    def sent(self, name: bytes, size: int) -> None:
+    def sent(self, counters: FunctionCounters, size: int) -> None:
         """Not counted."""
 
-    def retried(self, name: bytes) -> None:
+    def retried(self, counters: FunctionCounters) -> None:
         """Not counted."""
 
-    def timed_out(self, name: bytes) -> None:
+    def timed_out(self, counters: FunctionCounters) -> None:
         """Not counted."""
 
-    def cancelled(self, name: bytes) -> None:
+    def cancelled(self, counters: FunctionCounters) -> None:
         """Not counted."""
 
-    def dead_lettered(self, name: bytes) -> None:
+    def dead_lettered(self, counters: FunctionCounters) -> None:
         """Not counted."""
 
     def connected(self) -> None:

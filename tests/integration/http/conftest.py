@@ -15,7 +15,7 @@ from tests.servers import ServerProcess, gearworks_process
 
 
 @dataclass
-class HttpServer:
+class HttpProcess:
     """A running server with its HTTP side: ``get``/``post`` return (status, parsed JSON or text)."""
 
     process: ServerProcess
@@ -47,7 +47,7 @@ class HttpServer:
         return self.request("POST", path, headers)
 
 
-HttpFactory = Callable[..., HttpServer]
+HttpFactory = Callable[..., HttpProcess]
 
 
 @pytest.fixture
@@ -55,12 +55,12 @@ def http_server_factory() -> Iterator[HttpFactory]:
     """Start servers with ``--http-port 0`` and extra options; each is stopped after the test."""
     started: list[ServerProcess] = []
 
-    def factory(*options: str) -> HttpServer:
+    def factory(*options: str) -> HttpProcess:
         process = gearworks_process("--http-port", "0", "--verbose", "INFO", *options)
         started.append(process)
         process.start()
         process.port = process.announced("tcp")  # the first port seen listening may be the HTTP one
-        return HttpServer(process, process.announced("http"))
+        return HttpProcess(process, process.announced("http"))
 
     try:
         yield factory
@@ -70,6 +70,6 @@ def http_server_factory() -> Iterator[HttpFactory]:
 
 
 @pytest.fixture
-def http_server(http_server_factory: HttpFactory) -> HttpServer:
+def http_server(http_server_factory: HttpFactory) -> HttpProcess:
     """One server with ``--job-retries 1`` (a worker lost once buries a background job)."""
     return http_server_factory("--job-retries", "1")

@@ -12,7 +12,7 @@ import pytest
 
 from gearworks.protocol import PacketType
 from tests.conftest import require
-from tests.integration.http.conftest import HttpServer
+from tests.integration.http.conftest import HttpProcess
 from tests.integration.server_wire import Wire, abandon
 from tests.peers.raw_worker import RawWorker
 
@@ -70,7 +70,7 @@ def submit(port: int, function: bytes, count: int) -> None:
             assert client.request(T.SUBMIT_JOB_BG, function, b"", b"%d" % n).type is T.JOB_CREATED
 
 
-def test_submitted_jobs_appear_with_their_queued_count(http_server: HttpServer, browser: WebDriver) -> None:
+def test_submitted_jobs_appear_with_their_queued_count(http_server: HttpProcess, browser: WebDriver) -> None:
     browser.get(http_server.url + "/")
     assert "gearworks" in browser.title
     eventually(lambda: browser.find_element(By.ID, "connection").text == "live")
@@ -81,7 +81,7 @@ def test_submitted_jobs_appear_with_their_queued_count(http_server: HttpServer, 
     assert browser.find_element(By.ID, "tile-queued").text == "9"
 
 
-def test_the_throughput_chart_moves_as_workers_complete_jobs(http_server: HttpServer, browser: WebDriver) -> None:
+def test_the_throughput_chart_moves_as_workers_complete_jobs(http_server: HttpProcess, browser: WebDriver) -> None:
     browser.get(http_server.url + "/")
     chart = browser.find_element(By.ID, "throughput")
     eventually(lambda: int(chart.get_attribute("data-points") or 0) >= 1)
@@ -97,7 +97,7 @@ def test_the_throughput_chart_moves_as_workers_complete_jobs(http_server: HttpSe
     assert len(rows) == 0 or "encode" in rows[0].text
 
 
-def test_requeue_button_runs_a_dead_letter(http_server: HttpServer, browser: WebDriver) -> None:
+def test_requeue_button_runs_a_dead_letter(http_server: HttpProcess, browser: WebDriver) -> None:
     submit(http_server.port, b"flaky", 1)
     handle = abandon(http_server.port, b"flaky").decode()  # lost once with --job-retries 1: buried
     browser.get(http_server.url + "/")

@@ -9,13 +9,13 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from gearworks.protocol import PacketType
-from tests.integration.http.conftest import HttpFactory, HttpServer
+from tests.integration.http.conftest import HttpFactory, HttpProcess
 from tests.integration.server_wire import Wire, abandon
 
 T = PacketType
 
 
-def samples(server: HttpServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def samples(server: HttpProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Every /metrics sample by (name, labels), read with prometheus-client's own parser."""
     text = server.get("/metrics")
     return {
@@ -107,7 +107,7 @@ def test_counters_of_a_known_workload(http_server_factory: HttpFactory) -> None:
         assert admin.admin(b"status\r\n") == b"resize\t1\t0\t0\n.\n"
 
 
-def test_dead_letters_requeue_and_purge_by_post(http_server: HttpServer) -> None:
+def test_dead_letters_requeue_and_purge_by_post(http_server: HttpProcess) -> None:
     (handle,) = submit_background(http_server.port, b"thumb", 1)
     assert abandon(http_server.port, b"thumb") == handle
     wait_until(lambda: http_server.get("/api/dead-letters"))
@@ -124,7 +124,7 @@ def test_dead_letters_requeue_and_purge_by_post(http_server: HttpServer) -> None
     assert "no such dead letter" in body["error"]
 
 
-def test_cancel_by_post_and_cross_origin_pages_are_refused(http_server: HttpServer) -> None:
+def test_cancel_by_post_and_cross_origin_pages_are_refused(http_server: HttpProcess) -> None:
     (handle,) = submit_background(http_server.port, b"c", 1)
     status, body = http_server.post(f"/api/jobs/{handle.decode()}/cancel", {"Origin": "http://evil.example"})
     assert status == 403
@@ -135,7 +135,7 @@ def test_cancel_by_post_and_cross_origin_pages_are_refused(http_server: HttpServ
     assert value(samples(http_server), "gearworks_jobs_cancelled_total", function="c") == 1
 
 
-def test_workers_and_function_documents(http_server: HttpServer) -> None:
+def test_workers_and_function_documents(http_server: HttpProcess) -> None:
     with Wire(http_server.port) as worker:
         worker.send(T.SET_CLIENT_ID, b"thumbs-1")
         worker.send(T.CAN_DO, b"small")
@@ -159,7 +159,7 @@ def raw_http(port: int, data: bytes) -> bytes:
         return out
 
 
-def test_bad_requests_get_4xx_and_keep_alive_answers_in_order(http_server: HttpServer) -> None:
+def test_bad_requests_get_4xx_and_keep_alive_answers_in_order(http_server: HttpProcess) -> None:
     port = http_server.http_port
     assert raw_http(port, b"nonsense\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert raw_http(port, b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 404 ")

@@ -59,17 +59,18 @@ def test_quantiles_interpolate_inside_the_bucket() -> None:
 
 def test_events_count_per_function_and_priority() -> None:
     stats = Stats(started=100.0)
-    stats.submitted(b"f", 0, False, 10)
-    stats.submitted(b"f", 2, True, 5)
-    stats.submitted(b"f", 2, True, 5)
-    stats.assigned(b"f", 0.01)
-    stats.completed(b"f", 0.5, 3)
-    stats.failed(b"f", None)
-    stats.exception(b"f", 0.1, 7)
-    stats.sent(b"f", 2)
+    counters, other = stats.function(b"f"), stats.function(b"g")
+    assert stats.function(b"f") is counters
+    stats.submitted(counters, 0, False, 10)
+    stats.submitted(counters, 2, True, 5)
+    stats.submitted(counters, 2, True, 5)
+    stats.assigned(counters, 0.01)
+    stats.completed(counters, 0.5, 3)
+    stats.failed(counters, None)
+    stats.exception(counters, 0.1, 7)
+    stats.sent(counters, 2)
     for event in (stats.retried, stats.timed_out, stats.cancelled, stats.dead_lettered):
-        event(b"g")
-    counters = stats.functions[b"f"]
+        event(other)
     assert counters.submitted == [1, 0, 0, 0, 0, 2]
     assert counters.submitted_total == 3
     assert counters.submitted_by(2, True) == 2
@@ -77,7 +78,6 @@ def test_events_count_per_function_and_priority() -> None:
     assert (counters.bytes_in, counters.bytes_out) == (20, 12)
     assert counters.wait.count == 1
     assert counters.run.count == 2  # the failure without a worker result has no run time
-    other = stats.functions[b"g"]
     assert (other.retried, other.timed_out, other.cancelled, other.dead_lettered) == (1, 1, 1, 1)
     assert other.ended == 3  # retried is not an end
     assert stats.uptime(now=160.0) == 60.0
@@ -85,7 +85,7 @@ def test_events_count_per_function_and_priority() -> None:
 
 def test_null_stats_count_nothing_but_read_like_stats() -> None:
     stats = NullStats()
-    stats.submitted(b"f", 1, False, 10)
+    stats.submitted(stats.function(b"f"), 1, False, 10)
     stats.connected()
     stats.rejected("magic")
     assert not stats.enabled
@@ -97,11 +97,11 @@ def loaded(*names: bytes) -> tuple[Board, Stats]:
     stats = Stats()
     board = Board(stats=stats)
     for name in names:
-        board.function(name)
-        stats.submitted(name, 1, True, 4)
-        stats.submitted(name, 0, False, 4)
-        stats.assigned(name, 0.002)
-        stats.completed(name, 0.05, 1)
+        counters = board.function(name).counters
+        stats.submitted(counters, 1, True, 4)
+        stats.submitted(counters, 0, False, 4)
+        stats.assigned(counters, 0.002)
+        stats.completed(counters, 0.05, 1)
     return board, stats
 
 
