@@ -10,7 +10,7 @@ from gearworks.server.admin import AdminCommands
 from gearworks.server.board import Board
 from gearworks.server.jobs import HandleFactory, Priority
 from gearworks.server.peers import Peer
-from gearworks.server.stats import NullStats, Stats
+from gearworks.server.stats import UNCOUNTED, NullStats, Stats
 from tests.unit.server.test_board import dispatch, received, send, worker
 
 T = PacketType
@@ -134,3 +134,19 @@ def test_admin_stats_rows() -> None:
     assert second.startswith(b"idle\t0\t0\t0\t")
     assert admin.handle(c, b"stats idle")[0] == second + b"\n.\n"
     assert admin.handle(c, b"stats nosuch")[0] == b".\n"
+
+
+def test_a_name_only_registered_costs_no_counters_and_counters_outlive_the_function() -> None:
+    b = board()
+    w = worker(b, *(b"only-%d" % n for n in range(100)))
+    assert b.stats.functions == {}
+    assert all(function.counters is UNCOUNTED for function in b.functions.values())
+    send(b, b.connect(), T.SUBMIT_JOB_BG, b"only-7", b"", b"x")
+    assert list(b.stats.functions) == [b"only-7"]
+    assert b.functions[b"only-7"].counters is b.stats.functions[b"only-7"]
+    dispatch(b)[T.GRAB_JOB](w, ())
+    dispatch(b)[T.WORK_COMPLETE](w, (received(w)[-1].args[0], b""))
+    b.disconnect(w)
+    assert b"only-7" not in b.functions  # forgotten with its last worker and job
+    assert b.stats.functions[b"only-7"].completed == 1
+    assert UNCOUNTED.submitted_total == UNCOUNTED.ended == 0
