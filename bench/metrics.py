@@ -3,14 +3,18 @@
 Servers side by side, interleaved within every scenario (best of the rounds is kept), driven by bench/server.py's
 raw-socket client and worker (the driver that leaves the server the bottleneck):
 
-- ``counters``: the server as shipped, counting, with ``--http-port 0`` (an idle HTTP listener sampling once a
+- ``counters``: the server of this tree, counting, with ``--http-port 0`` (an idle HTTP listener sampling once a
   second);
-- ``no-op``: ``GEARWORKS_STATS=off``, no HTTP listener: the stats object's methods are empty, so what remains is
-  the calls themselves (a few per job);
-- ``baseline`` (with ``--baseline REV``): the source tree of git revision REV (e.g. the commit before the counters
-  came in), run from a temporary export: no counting code at all.
+- ``baseline``: the server of git revision ``--baseline REV``, run from a temporary export of its ``src``: no
+  counting code at all. By default REV is the parent of the commit that added ``server/stats.py``; give a later
+  revision without the counters (e.g. ``main`` before they were merged) to compare like with like. The counters
+  are increments written into the board where events happen, not calls a switch could turn off, so a build
+  without them is the only honest reference.
 
-The ratio counters / reference is printed per scenario; the target is a cost under 3 %. Then a real server gets
+Each measurement records the jobs/s the driver saw and the CPU time the server process spent per job (from
+``/proc/PID/task/*/schedstat``, in nanoseconds). On a shared machine throughput swings with other load; the CPU time
+a server spends per job moves much less, so the overhead is read from it: CPU per job of the reference / of
+``counters`` (1.0 = free; the target is a cost under 3 %). Then a real server gets
 1,000 functions with a completed job each and ``GET /metrics`` is timed over HTTP (target: under 50 ms). Ends with
 one ``RESULT {json}`` line.
 
@@ -29,7 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,12 +75,29 @@ def start(name: str, baseline: Path | None) -> tuple[ServerProcess, int | None]:
         server.start()
         server.port = server.announced("tcp")  # the first port seen listening may be the HTTP one
         return server, server.announced("http")
-    if name == "no-op":
-        with environment(GEARWORKS_STATS="off"):
-            return gearworks_process().start(), None
     assert baseline is not None
-    with environment(PYTHONPATH=str(baseline / "src"), GEARWORKS_STATS=None):
+    with environment(PYTHONPATH=str(baseline / "src")):
         return gearworks_process().start(), None
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds of CPU every thread of process ``pid`` has run so far."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def before_counters() -> str:
+    """The parent of the commit that added ``src/gearworks/server/stats.py``."""
+    added = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "--diff-filter=A", "--format=%H", "--", "src/gearworks/server/stats.py"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    if not added:
+        raise SystemExit("no commit adds src/gearworks/server/stats.py here: give --baseline REV")
+    return added[-1] + "^"
 
 
 def export(revision: str, into: Path) -> Path:
@@ -134,45 +155,50 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer jobs, three rounds")
     parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 3 with --quick, else 5)")
-    parser.add_argument("--baseline", metavar="REV", help="also run the server of this git revision")
+    parser.add_argument("--baseline", metavar="REV", help="git revision of the server without counters (default: the "
+                        "parent of the commit that added server/stats.py)")  # fmt: skip
     parser.add_argument("--functions", type=int, default=1000, help="functions for the scrape measurement")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
-    names = ["counters", "no-op", *(["baseline"] if args.baseline else [])]
+    names = ["counters", "baseline"]
+    revision = args.baseline or before_counters()
     started = time.monotonic()
     results: dict[str, dict[str, float]] = {}
+    cpu: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="gearworks-baseline-") as tmp:
-        baseline = export(args.baseline, Path(tmp)) if args.baseline else None
+        baseline = export(revision, Path(tmp))
         servers = {name: start(name, baseline)[0] for name in names}
         try:
             for scenario in SCENARIOS:
                 best = dict.fromkeys(names, 0.0)
+                least = dict.fromkeys(names, float("inf"))
+                count = counts(args.quick)[scenario]
                 for _ in range(rounds):
                     for name in names:  # interleaved: every server once per round
-                        rate = measure(servers[name], RAW, scenario, counts(args.quick)[scenario])
+                        before = cpu_ns(servers[name].pid)
+                        rate = measure(servers[name], RAW, scenario, count)
+                        per_job = (cpu_ns(servers[name].pid) - before) / count
                         best[name] = max(best[name], rate)
-                        print(f"# {scenario} on {name}: {rate:,.0f} jobs/s", file=sys.stderr, flush=True)
+                        least[name] = min(least[name], per_job)
+                        print(f"# {scenario} on {name}: {rate:,.0f} jobs/s, {per_job / 1000:.2f} µs CPU/job",
+                              file=sys.stderr, flush=True)  # fmt: skip
                 results[scenario] = best
+                cpu[scenario] = least
         finally:
             for server in servers.values():
                 server.close()
     scrape = scrape_time(args.functions, 10 if args.quick else 30)
     elapsed = time.monotonic() - started
 
-    header = f"{'scenario':<18}" + "".join(f"{name:>12}" for name in names)
-    header += "".join(f"{'vs ' + name:>14}" for name in names[1:])
-    print(f"jobs/s, best of {rounds} interleaved round(s), raw driver; {os.cpu_count()} CPUs")
-    print(header)
-    print("-" * len(header))
-    ratios: dict[str, dict[str, float]] = {}
-    for scenario, values in results.items():
-        line = f"{scenario:<18}" + "".join(f"{values[name]:>12,.0f}" for name in names)
-        ratios[scenario] = {name: values["counters"] / values[name] for name in names[1:] if values[name]}
-        line += "".join(f"{ratios[scenario].get(name, 0):>14.3f}" for name in names[1:])
-        print(line)
+    print(f"best of {rounds} interleaved round(s), raw driver; {os.cpu_count()} CPUs; baseline {revision}")
+    throughput = table("jobs/s (higher is better)", results, names, lambda ours, theirs: ours / theirs, "{:,.0f}")
+    cost = table("server CPU µs per job (lower is better)", {scenario: {name: ns / 1000 for name, ns in row.items()}
+                 for scenario, row in cpu.items()}, names, lambda ours, theirs: theirs / ours, "{:.2f}")  # fmt: skip
     for name in names[1:]:
-        mean = statistics.fmean(ratio[name] for ratio in ratios.values() if name in ratio)
-        print(f"counters / {name}, mean over scenarios: {mean:.3f} (cost {100 * (1 - mean):+.1f} %)")
+        mean = statistics.fmean(ratio[name] for ratio in cost.values())
+        print(
+            f"reference CPU / counters CPU vs {name}, mean over scenarios: {mean:.3f} (cost {100 * (1 - mean):+.1f} %)"
+        )
     print(
         f"GET /metrics, {args.functions} functions: best {scrape['best_ms']:.1f} ms, "
         f"median {scrape['median_ms']:.1f} ms, {scrape['bytes']:,} bytes"
@@ -181,15 +207,38 @@ def main() -> int:
     payload = {
         "quick": args.quick,
         "rounds": rounds,
-        "baseline": args.baseline,
+        "baseline": revision,
         "jobs_per_second": results,
-        "ratios": ratios,
+        "cpu_us_per_job": {scenario: {name: ns / 1000 for name, ns in row.items()} for scenario, row in cpu.items()},
+        "throughput_ratios": throughput,
+        "cpu_ratios": cost,
         "scrape": scrape,
         "functions": args.functions,
         "seconds": round(elapsed, 1),
     }
     print("RESULT " + json.dumps(payload, sort_keys=True))
     return 0
+
+
+def table(
+    title: str,
+    values: dict[str, dict[str, float]],
+    names: list[str],
+    ratio: Callable[[float, float], float],
+    spelling: str,
+) -> dict[str, dict[str, float]]:
+    """Print one table (a column per server, then counters against each reference); returns the ratios."""
+    header = f"{title:<40}" + "".join(f"{name:>12}" for name in names)
+    header += "".join(f"{'vs ' + name:>14}" for name in names[1:])
+    print(header)
+    print("-" * len(header))
+    ratios: dict[str, dict[str, float]] = {}
+    for scenario, row in values.items():
+        line = f"{scenario:<40}" + "".join(f"{spelling.format(row[name]):>12}" for name in names)
+        ratios[scenario] = {name: ratio(row["counters"], row[name]) for name in names[1:]}
+        line += "".join(f"{ratios[scenario][name]:>14.3f}" for name in names[1:])
+        print(line)
+    return ratios
 
 
 if __name__ == "__main__":

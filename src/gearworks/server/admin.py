@@ -93,7 +93,7 @@ class AdminCommands:
             return b"ERR TOO_MANY_ARGUMENTS more+than+5+words\r\n", AdminAction.CLOSE
         command = self._commands.get(words[0].lower())
         if command is None:
-            self.board.stats.rejected("admin")
+            self.board.stats.bad_input["admin"] += 1
             return _unknown(words[0]), _NONE
         return command(peer, words)
 

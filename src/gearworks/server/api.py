@@ -177,7 +177,6 @@ def _server(board: Board) -> Json:
     return {
         "version": __version__,
         "uptime": stats.uptime(),
-        "counting": stats.enabled,
         "connections": len(peers),
         "connections_total": stats.connections_total,
         "workers": worker_peers,

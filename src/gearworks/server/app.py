@@ -29,7 +29,6 @@ from gearworks.server.http import HttpServer
 from gearworks.server.jobs import HandleFactory
 from gearworks.server.queues.base import QueueStore
 from gearworks.server.queues.memory import MemoryStore
-from gearworks.server.stats import make_stats
 
 __all__ = ["VERSION", "JobServer", "ServerConfig", "run"]
 
@@ -121,7 +120,6 @@ class JobServer:
             round_robin=config.round_robin,
             worker_wakeup=config.worker_wakeup,
             exceptions=config.exceptions,
-            stats=make_stats(),
         )
         admin = AdminCommands(
             self.board,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -41,7 +42,7 @@ from gearworks.server.jobs import (
 from gearworks.server.peers import Peer, SleepState
 from gearworks.server.queues.base import QueueStore, StoredJob
 from gearworks.server.queues.memory import MemoryStore
-from gearworks.server.stats import UNCOUNTED, FunctionCounters, Stats
+from gearworks.server.stats import BUCKETS, SUBMITTED_SLOT, UNCOUNTED, FunctionCounters, Stats
 
 __all__ = ["Board", "Refused"]
 
@@ -126,7 +127,7 @@ class Board:
         peer = Peer(self.ready, fd=fd, host=host, address=address, local=local)
         peer.exceptions = self.exceptions
         self.peers[peer] = None
-        self.stats.connected()
+        self.stats.connections_total += 1
         return peer
 
     def take_ready(self) -> list[Peer]:
@@ -260,7 +261,11 @@ class Board:
         if background and self._collect:
             self._added.append(job)
             job.written = _PENDING
-        self.stats.submitted(self._counted(function), priority, background, len(workload))
+        counters = function.counters
+        if counters is UNCOUNTED:
+            counters = self._counted(function)
+        counters.submitted[SUBMITTED_SLOT[priority] + background] += 1
+        counters.bytes_in += len(workload)
         if when > now:
             job.state = _DELAYED
             function.delayed += 1
@@ -362,7 +367,12 @@ class Board:
                     job.state = _RUNNING
                     job.worker = peer
                     peer.running.add(job)
-                    self.stats.assigned(function.counters, now - job.at)
+                    # Histogram.observe, inlined: it runs for every job.
+                    waited = now - job.at
+                    wait = function.counters.wait
+                    wait.buckets[bisect_left(BUCKETS, waited)] += 1
+                    wait.count += 1
+                    wait.total += waited
                     job.at = now
                     if timeout:
                         job.deadline = deadline = now + timeout
@@ -399,12 +409,12 @@ class Board:
         if exhausted or (not job.background and not job.clients):
             if exhausted and job.background:
                 self._bury(job)
-                self.stats.dead_lettered(job.function.counters)
+                job.function.counters.dead_lettered += 1
             else:
-                self.stats.failed(job.function.counters, None)
+                job.function.counters.failed += 1
             self.fail(job)
             return
-        self.stats.retried(job.function.counters)
+        job.function.counters.retried += 1
         worker = job.worker
         if worker is not None:
             worker.running.discard(job)
@@ -508,7 +518,7 @@ class Board:
         job = self.jobs.get(handle)
         if job is None:
             return False
-        self.stats.cancelled(job.function.counters)
+        job.function.counters.cancelled += 1
         self.fail(job)
         return True
 
@@ -536,7 +546,7 @@ class Board:
         while timeouts and timeouts[0][0] <= now:
             deadline, _, job = heapq.heappop(timeouts)
             if job.state is _RUNNING and job.deadline == deadline:
-                self.stats.timed_out(job.function.counters)
+                job.function.counters.timed_out += 1
                 self.fail(job)
 
     # -- persistence ---------------------------------------------------------------------------------------

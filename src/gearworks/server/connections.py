@@ -249,7 +249,7 @@ class Connection(asyncio.Protocol):
                     if item.magic == REQ:
                         dispatch[item.type](peer, item.args)
                     else:
-                        board.stats.rejected("magic")
+                        board.stats.bad_input["magic"] += 1
                         peer.send(_ERROR, _INVALID_MAGIC)
                 else:
                     assert isinstance(item, bytes)
@@ -259,7 +259,7 @@ class Connection(asyncio.Protocol):
                         self._act(action)
                         break
         except ProtocolError as exc:
-            board.stats.rejected("packet")
+            board.stats.bad_input["packet"] += 1
             log.info("closing %s: %s", peer.address, exc)
             peer.send(_ERROR, b"INVALID_PACKET\0" + str(exc).encode("utf-8", "replace"))
             self._close_soon()
@@ -268,7 +268,7 @@ class Connection(asyncio.Protocol):
             log.exception("internal error serving %s", peer.address)
             peer.send(_ERROR, b"SERVER_ERROR\0Internal server error")
             self._close_soon()
-        board.stats.read(read)
+        board.stats.packets += read
         hub.flush()
 
     def _act(self, action: AdminAction) -> None:

@@ -150,7 +150,7 @@ class _Handlers:
     # -- workers' registrations and sleep ------------------------------------------------------------------
 
     def _on_unexpected(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        self.board.stats.rejected("command")
+        self.board.stats.bad_input["command"] += 1
         peer.send(_ERROR, _INVALID_COMMAND)
 
     def _on_can_do(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -292,7 +292,10 @@ class _Handlers:
         if job is not None:
             _relay(job, _WORK_COMPLETE, handle, result)
             board = self.board
-            board.stats.completed(job.function.counters, board.now - job.at, len(result))
+            counters = job.function.counters
+            counters.completed += 1
+            counters.bytes_out += len(result)
+            counters.run.observe(board.now - job.at)
             board.finish(job)
 
     def _on_work_fail(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -303,7 +306,9 @@ class _Handlers:
         job = self._held(peer, handle, _NOT_FOUND_RESULT)
         if job is not None:
             board = self.board
-            board.stats.failed(job.function.counters, board.now - job.at)
+            counters = job.function.counters
+            counters.failed += 1
+            counters.run.observe(board.now - job.at)
             board.fail(job)
 
     def _on_work_exception(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -319,19 +324,21 @@ class _Handlers:
                 # gearmand sends `handle\0` here; the bare handle is what clients match (PROTOCOL.md §6.1 #3).
                 client.send(_WORK_FAIL, handle)
         board = self.board
-        board.stats.exception(job.function.counters, board.now - job.at, len(data))
+        counters = job.function.counters
+        counters.exceptions += 1
+        counters.bytes_out += len(data)
+        counters.run.observe(board.now - job.at)
         board.finish(job)
 
     def _forwarder(self, ptype: PacketType) -> Handler:
         held = self._held
         code = int(ptype)
-        stats = self.board.stats
 
         def on_work(peer: Peer, args: tuple[bytes, ...]) -> None:
             handle, data = args
             job = held(peer, handle, _NOT_FOUND_DATA)
             if job is not None:
-                stats.sent(job.function.counters, len(data))
+                job.function.counters.bytes_out += len(data)
                 _relay(job, code, handle, data)
 
         return on_work

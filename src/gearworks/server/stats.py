@@ -1,34 +1,21 @@
 """Counters and latency histograms of one job server: what admin ``stats``, ``/metrics`` and the dashboard show.
 
-How this works: each of the board's functions holds its ``FunctionCounters`` record (made by ``Stats.function``
-with the function's first job; they outlive the function, since counters only grow),
-and the board calls one method per event (a job submitted, assigned, completed, …) with that record and what it
-already has at hand: sizes, and durations computed from the times it passes around. Each call is a few integer
-increments on a ``__slots__`` record; nothing is looked up, allocated, formatted or read from a clock on that
-path, because the counters are always on. Latencies go into fixed, log-spaced buckets (the
-same for every function, so Prometheus can aggregate them) and quantiles are estimated from the buckets only when
-someone asks. Gauges (queued, running, workers) are not kept here: they are read from the board when shown.
-
-``NullStats`` has the same methods doing nothing: ``GEARWORKS_STATS=off`` swaps it in so a benchmark can measure
-what the counting costs. This module must not import the board; the board calls in here.
+How this works: the counters are plain attributes of ``__slots__`` records, and the board increments them where
+the events happen (a job submitted, handed out, completed, …), with sizes and durations it already has at hand.
+They are always on, so an event costs an attribute increment or two: no method call, no lookup by name, no
+allocation, formatting or clock read. Each of the board's functions holds its ``FunctionCounters`` (made by
+``Stats.function`` with the function's first job; they outlive the function, since counters only grow).
+Latencies go into fixed, log-spaced buckets (the same for every function, so Prometheus can aggregate them) and
+quantiles are estimated from the buckets only when someone asks. Gauges (queued, running, workers) are not kept
+here: they are read from the board when shown. This module imports nothing of the server.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from bisect import bisect_left
 
-__all__ = [
-    "BAD_INPUT_KINDS",
-    "BUCKETS",
-    "UNCOUNTED",
-    "FunctionCounters",
-    "Histogram",
-    "NullStats",
-    "Stats",
-    "make_stats",
-]
+__all__ = ["BAD_INPUT_KINDS", "BUCKETS", "SUBMITTED_SLOT", "UNCOUNTED", "FunctionCounters", "Histogram", "Stats"]
 
 BUCKETS: tuple[float, ...] = (
     *(float(f"{mantissa}e{exponent}") for exponent in range(-4, 3) for mantissa in (1, 3)),
@@ -40,6 +27,8 @@ functions writes two histograms each, so every bucket costs 2,000 lines."""
 BAD_INPUT_KINDS = ("packet", "magic", "command", "admin")
 """What ``bad_input`` is counted by: an undecodable packet (size, argument count, truncation), a response magic
 where a request belongs, a packet type a client may not send, an admin line that is not a command."""
+SUBMITTED_SLOT = (0, 2, 4)
+"""``FunctionCounters.submitted[SUBMITTED_SLOT[priority] + background]`` counts a new job."""
 _LAST = len(BUCKETS)
 
 
@@ -88,8 +77,9 @@ class Histogram:
 class FunctionCounters:
     """Everything counted for one function name since the server started.
 
-    ``submitted`` is indexed by ``priority * 2 + background`` (high fg, high bg, normal fg, …). ``failed`` counts
-    WORK_FAIL from a worker and foreground jobs failed after losing their worker ``--job-retries`` times;
+    ``submitted`` is indexed by ``SUBMITTED_SLOT[priority] + background`` (high fg, high bg, normal fg, …).
+    ``failed`` counts WORK_FAIL from a worker and foreground jobs failed after losing their worker ``--job-retries``
+    times;
     ``timed_out``, ``cancelled`` and ``dead_lettered`` are the other ways a job ends without a result, ``retried``
     the hand-outs lost with their worker and queued again. ``bytes_in`` are workloads submitted, ``bytes_out``
     what workers sent back (results, data, warnings, exception payloads).
@@ -135,7 +125,7 @@ class FunctionCounters:
 
     def submitted_by(self, priority: int, background: bool) -> int:
         """Jobs created at ``priority`` (0 high, 1 normal, 2 low), background or foreground."""
-        return self.submitted[priority * 2 + background]
+        return self.submitted[SUBMITTED_SLOT[priority] + background]
 
     @property
     def ended(self) -> int:
@@ -155,8 +145,6 @@ class Stats:
         started: the server's start time (``time.time()`` by default), for uptime.
     """
 
-    enabled = True
-
     def __init__(self, started: float | None = None) -> None:
         self.started = time.time() if started is None else started
         self.functions: dict[bytes, FunctionCounters] = {}
@@ -165,6 +153,7 @@ class Stats:
         self.packets = 0
         """Binary request packets and admin lines read."""
         self.bad_input = dict.fromkeys(BAD_INPUT_KINDS, 0)
+        """Malformed or unexpected input by kind (``BAD_INPUT_KINDS``)."""
 
     def uptime(self, now: float | None = None) -> float:
         """Seconds since the server started."""
@@ -176,128 +165,3 @@ class Stats:
         if counters is None:
             counters = self.functions[name] = FunctionCounters(name)
         return counters
-
-    # -- events (the board's hot path: a few increments on the record the board holds, no lookup, no call) ---------
-
-    def submitted(self, counters: FunctionCounters, priority: int, background: bool, size: int) -> None:
-        """A job was created (not a submission coalesced into a live job with the same unique key)."""
-        counters.submitted[priority * 2 + background] += 1
-        counters.bytes_in += size
-
-    def assigned(self, counters: FunctionCounters, waited: float) -> None:
-        """A job was handed to a worker ``waited`` seconds after it was queued."""
-        wait = counters.wait  # Histogram.observe, inlined: this runs for every job
-        wait.buckets[bisect_left(BUCKETS, waited)] += 1
-        wait.count += 1
-        wait.total += waited
-
-    def completed(self, counters: FunctionCounters, ran: float, size: int) -> None:
-        """WORK_COMPLETE with a ``size``-byte result, ``ran`` seconds after the hand-out."""
-        counters.completed += 1
-        counters.bytes_out += size
-        run = counters.run  # Histogram.observe, inlined
-        run.buckets[bisect_left(BUCKETS, ran)] += 1
-        run.count += 1
-        run.total += ran
-
-    def failed(self, counters: FunctionCounters, ran: float | None) -> None:
-        """A job ended with WORK_FAIL: from its worker after ``ran`` seconds, or (``ran`` None) because its worker
-        was lost too often."""
-        counters.failed += 1
-        if ran is not None:
-            counters.run.observe(ran)
-
-    def exception(self, counters: FunctionCounters, ran: float, size: int) -> None:
-        """WORK_EXCEPTION with a ``size``-byte payload, ``ran`` seconds after the hand-out."""
-        counters.exceptions += 1
-        counters.bytes_out += size
-        counters.run.observe(ran)
-
-    def sent(self, counters: FunctionCounters, size: int) -> None:
-        """WORK_DATA or WORK_WARNING of ``size`` bytes from a worker."""
-        counters.bytes_out += size
-
-    def retried(self, counters: FunctionCounters) -> None:
-        """A running job lost its worker (disconnect, CANT_DO) and was queued again."""
-        counters.retried += 1
-
-    def timed_out(self, counters: FunctionCounters) -> None:
-        """A running job outlived its worker's CAN_DO_TIMEOUT and was failed."""
-        counters.timed_out += 1
-
-    def cancelled(self, counters: FunctionCounters) -> None:
-        """An admin cancelled a job."""
-        counters.cancelled += 1
-
-    def dead_lettered(self, counters: FunctionCounters) -> None:
-        """A background job was buried after ``--job-retries`` lost hand-outs."""
-        counters.dead_lettered += 1
-
-    def connected(self) -> None:
-        """A connection was accepted (how many are open now is the board's ``peers``)."""
-        self.connections_total += 1
-
-    def read(self, count: int) -> None:
-        """``count`` packets or admin lines were read in one batch."""
-        self.packets += count
-
-    def rejected(self, kind: str) -> None:
-        """Bad input of one of ``BAD_INPUT_KINDS``."""
-        self.bad_input[kind] += 1
-
-
-class NullStats(Stats):
-    """Counts nothing: the same methods as ``Stats`` with empty bodies, for measuring what counting costs.
-
-    Only the events are emptied (and ``function`` keeps no record): every page and command works and shows zeros.
-    """
-
-    enabled = False
-
-    def function(self, name: bytes) -> FunctionCounters:
-        """A record nobody reads: the board holds one per function whatever the stats."""
-        return FunctionCounters(name)
-
-    def submitted(self, counters: FunctionCounters, priority: int, background: bool, size: int) -> None:
-        """Not counted."""
-
-    def assigned(self, counters: FunctionCounters, waited: float) -> None:
-        """Not counted."""
-
-    def completed(self, counters: FunctionCounters, ran: float, size: int) -> None:
-        """Not counted."""
-
-    def failed(self, counters: FunctionCounters, ran: float | None) -> None:
-        """Not counted."""
-
-    def exception(self, counters: FunctionCounters, ran: float, size: int) -> None:
-        """Not counted."""
-
-    def sent(self, counters: FunctionCounters, size: int) -> None:
-        """Not counted."""
-
-    def retried(self, counters: FunctionCounters) -> None:
-        """Not counted."""
-
-    def timed_out(self, counters: FunctionCounters) -> None:
-        """Not counted."""
-
-    def cancelled(self, counters: FunctionCounters) -> None:
-        """Not counted."""
-
-    def dead_lettered(self, counters: FunctionCounters) -> None:
-        """Not counted."""
-
-    def connected(self) -> None:
-        """Not counted."""
-
-    def read(self, count: int) -> None:
-        """Not counted."""
-
-    def rejected(self, kind: str) -> None:
-        """Not counted."""
-
-
-def make_stats() -> Stats:
-    """The server's stats: ``NullStats`` when ``$GEARWORKS_STATS`` is ``off`` (benchmarks only), else ``Stats``."""
-    return NullStats() if os.environ.get("GEARWORKS_STATS", "").lower() == "off" else Stats()

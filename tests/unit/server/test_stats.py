@@ -9,8 +9,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gearworks.server.board import Board
+from gearworks.server.jobs import Priority
 from gearworks.server.metrics import families, registry, render
-from gearworks.server.stats import BUCKETS, Histogram, NullStats, Stats
+from gearworks.server.stats import BUCKETS, SUBMITTED_SLOT, Histogram, Stats
 
 
 def parse(text: bytes) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -57,40 +58,18 @@ def test_quantiles_interpolate_inside_the_bucket() -> None:
     assert 30 < top <= 100
 
 
-def test_events_count_per_function_and_priority() -> None:
+def test_function_counters_sum_submissions_and_ends() -> None:
     stats = Stats(started=100.0)
-    counters, other = stats.function(b"f"), stats.function(b"g")
+    counters = stats.function(b"f")
     assert stats.function(b"f") is counters
-    stats.submitted(counters, 0, False, 10)
-    stats.submitted(counters, 2, True, 5)
-    stats.submitted(counters, 2, True, 5)
-    stats.assigned(counters, 0.01)
-    stats.completed(counters, 0.5, 3)
-    stats.failed(counters, None)
-    stats.exception(counters, 0.1, 7)
-    stats.sent(counters, 2)
-    for event in (stats.retried, stats.timed_out, stats.cancelled, stats.dead_lettered):
-        event(other)
+    counters.submitted[SUBMITTED_SLOT[Priority.HIGH] + False] += 1
+    counters.submitted[SUBMITTED_SLOT[Priority.LOW] + True] += 2
+    counters.completed, counters.failed, counters.retried, counters.dead_lettered = 1, 2, 5, 1
     assert counters.submitted == [1, 0, 0, 0, 0, 2]
     assert counters.submitted_total == 3
-    assert counters.submitted_by(2, True) == 2
-    assert (counters.completed, counters.failed, counters.exceptions) == (1, 1, 1)
-    assert (counters.bytes_in, counters.bytes_out) == (20, 12)
-    assert counters.wait.count == 1
-    assert counters.run.count == 2  # the failure without a worker result has no run time
-    assert (other.retried, other.timed_out, other.cancelled, other.dead_lettered) == (1, 1, 1, 1)
-    assert other.ended == 3  # retried is not an end
+    assert counters.submitted_by(Priority.LOW, True) == 2
+    assert counters.ended == 4  # retried is not an end
     assert stats.uptime(now=160.0) == 60.0
-
-
-def test_null_stats_count_nothing_but_read_like_stats() -> None:
-    stats = NullStats()
-    stats.submitted(stats.function(b"f"), 1, False, 10)
-    stats.connected()
-    stats.rejected("magic")
-    assert not stats.enabled
-    assert stats.functions == {}
-    assert (stats.connections_total, stats.bad_input["magic"]) == (0, 0)
 
 
 def loaded(*names: bytes) -> tuple[Board, Stats]:
@@ -99,10 +78,11 @@ def loaded(*names: bytes) -> tuple[Board, Stats]:
     for name in names:
         board.function(name)
         counters = stats.function(name)
-        stats.submitted(counters, 1, True, 4)
-        stats.submitted(counters, 0, False, 4)
-        stats.assigned(counters, 0.002)
-        stats.completed(counters, 0.05, 1)
+        counters.submitted[SUBMITTED_SLOT[Priority.NORMAL] + True] += 1
+        counters.submitted[SUBMITTED_SLOT[Priority.HIGH] + False] += 1
+        counters.wait.observe(0.002)
+        counters.run.observe(0.05)
+        counters.completed += 1
     return board, stats
 
 

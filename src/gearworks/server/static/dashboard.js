@@ -258,7 +258,7 @@ async function refresh() {
     const [status, workers, dead] = await Promise.all([get("api/status"), get("api/workers"), get("api/dead-letters")]);
     const server = status.server;
     const last = status.history[status.history.length - 1] || { completed: 0, submitted: 0, failed: 0, queued: 0, running: 0 };
-    $("#version").textContent = server.version + (server.counting ? "" : " · counting off");
+    $("#version").textContent = server.version;
     $("#tile-completed").textContent = rate(last.completed);
     $("#tile-submitted").textContent = rate(last.submitted);
     $("#tile-failed").textContent = rate(last.failed);
