@@ -42,7 +42,7 @@ from gearworks.server.jobs import (
 from gearworks.server.peers import Peer, SleepState
 from gearworks.server.queues.base import QueueStore, StoredJob
 from gearworks.server.queues.memory import MemoryStore
-from gearworks.server.stats import BUCKETS, SUBMITTED_SLOT, UNCOUNTED, FunctionCounters, Stats
+from gearworks.server.stats import BUCKETS, SUBMITTED_SLOT, UNCOUNTED, Stats
 
 __all__ = ["Board", "Refused"]
 
@@ -261,25 +261,23 @@ class Board:
         if background and self._collect:
             self._added.append(job)
             job.written = _PENDING
-        counters = function.counters
-        if counters is UNCOUNTED:
-            counters = self._counted(function)
-        counters.submitted[SUBMITTED_SLOT[priority] + background] += 1
-        counters.bytes_in += len(workload)
         if when > now:
             job.state = _DELAYED
             function.delayed += 1
             heapq.heappush(self._delayed, (when, next(self._seq), job))
+            self._counted(function)
         else:
-            self._enqueue(job)
+            self._enqueue(job)  # gives the function its counters with its queues
+        counters = function.counters
+        counters.submitted[SUBMITTED_SLOT[priority] + background] += 1
+        counters.bytes_in += len(workload)
         return job
 
-    def _counted(self, function: Function[Peer]) -> FunctionCounters:
-        """The function's counters, made when its first job is (a name only registered costs none, #19 item 5)."""
-        counters = function.counters
-        if counters is UNCOUNTED:
-            counters = function.counters = self.stats.function(function.name)
-        return counters
+    def _counted(self, function: Function[Peer]) -> None:
+        """Give the function its counters when its first job comes (a name only registered costs none, #19 item 5):
+        ``_enqueue`` does it with the queues, a job that is not queued at once (epoch) does it here."""
+        if function.counters is UNCOUNTED:
+            function.counters = self.stats.function(function.name)
 
     def _attach(self, job: Job[Peer], client: Peer) -> None:
         if job.clients is None:
@@ -295,6 +293,7 @@ class Board:
         queues = function.queues
         if not queues:
             function.queues = queues = (deque(), deque(), deque())
+            self._counted(function)
         queues[job.priority].append(job)
         function.counts[job.priority] += 1
         if function.sleepers:
@@ -367,11 +366,9 @@ class Board:
                     job.state = _RUNNING
                     job.worker = peer
                     peer.running.add(job)
-                    # Histogram.observe, inlined: it runs for every job.
-                    waited = now - job.at
+                    waited = now - job.at  # Histogram.observe, inlined: it runs for every job
                     wait = function.counters.wait
                     wait.buckets[bisect_left(BUCKETS, waited)] += 1
-                    wait.count += 1
                     wait.total += waited
                     job.at = now
                     if timeout:
@@ -453,7 +450,6 @@ class Board:
         for each in handles:
             dead = self._unbury(each)
             function = self.function(dead.function)
-            self._counted(function)
             job = Job(
                 each, function, dead.unique, dead.workload, priority=dead.priority, background=True,
                 reducer=dead.reducer,

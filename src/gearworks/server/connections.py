@@ -243,8 +243,7 @@ class Connection(asyncio.Protocol):
         dispatch = hub.dispatch
         read = 0
         try:
-            for item in self.decoder.feed(data):
-                read += 1
+            for read, item in enumerate(self.decoder.feed(data), 1):  # noqa: B007 (read is counted after the loop)
                 if type(item) is Packet:
                     if item.magic == REQ:
                         dispatch[item.type](peer, item.args)

@@ -77,7 +77,8 @@ class Job(Generic[P]):
 
     ``clients`` is None until a foreground client attaches (most jobs in a deep queue are background jobs, and a
     list each would cost ~56 bytes); ``worker`` is the peer holding the job while it runs; ``at`` is when it was
-    last queued, then when it was handed out (the board's ``now``: for the wait and run histograms of ``stats``).
+    last queued, then when it was handed out (the board's ``now``: for the wait and run histograms of ``stats``;
+    set by the board when it queues the job, not here, which saves a store per submission).
     A job that leaves the board is marked GONE and may linger as a tombstone in its function's queue until a grab
     skips it.
     """
@@ -101,6 +102,7 @@ class Job(Generic[P]):
         "workload",
         "written",
     )
+    at: float
 
     def __init__(
         self,
@@ -129,7 +131,6 @@ class Job(Generic[P]):
         self.denominator = _ZERO
         self.retries = 0
         self.deadline = 0.0
-        self.at = 0.0
         self.written = _WRITTEN
 
     def __repr__(self) -> str:
