@@ -67,7 +67,8 @@ class History:
         self._functions: deque[tuple[float, dict[bytes, tuple[int, int, int]]]] = deque(maxlen=RATE_WINDOW + 1)
 
     def sample(self, board: Board, now: float) -> None:
-        """Take one point (called every second by the HTTP server's timer)."""
+        """Take one point (called every second by the HTTP server's timer): its cost grows with the functions that
+        had jobs and the connections, not with every name registered."""
         totals: dict[bytes, tuple[int, int, int]] = {}
         submitted = completed = failed = 0
         for name, counters in board.stats.functions.items():
@@ -76,12 +77,9 @@ class History:
             submitted += each[0]
             completed += each[1]
             failed += each[2]
-        queued = running = 0
-        for function in board.functions.values():
-            counts = function.counts
-            queued += counts[0] + counts[1] + counts[2] + function.delayed
-            running += function.running
-        self.points.append(Point(now, submitted, completed, failed, queued, running))
+        # From the jobs and peers, not the functions: a worker may register many names that never get a job.
+        running = sum(len(peer.running) for peer in board.peers)
+        self.points.append(Point(now, submitted, completed, failed, len(board.jobs) - running, running))
         self._functions.append((now, totals))
 
     def rates(self, name: bytes) -> tuple[float, float, float]:

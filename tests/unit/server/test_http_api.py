@@ -57,3 +57,19 @@ def test_status_document_lists_functions_with_gauges() -> None:
     (row,) = document["functions"]
     assert (row["name"], row["queued"], row["running"], row["workers"]) == ("f", 1, 0, 0)
     assert document["server"]["jobs"] == 1
+
+
+def test_history_points_and_rates_from_one_second_samples() -> None:
+    board = Board()
+    history = History()
+    history.sample(board, 100.0)
+    for _ in range(3):
+        board.submit(b"f", b"", b"x", background=True)
+    worker = board.connect()
+    board.can_do(worker, b"f")
+    board.grab(worker, 100.5)
+    history.sample(board, 102.0)
+    (point,) = history.series()
+    assert (point["submitted"], point["completed"], point["queued"], point["running"]) == (1.5, 0.0, 2, 1)
+    assert history.rates(b"f") == (1.5, 0.0, 0.0)
+    assert history.rates(b"unknown") == (0.0, 0.0, 0.0)
