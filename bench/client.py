@@ -19,8 +19,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.servers starts gearmand; tests/peers holds the PHP and Perl peers
@@ -129,12 +130,12 @@ def run_peer(kind: str, scenario: str, count: int, port: int) -> float:
     return count / float(report["seconds"])
 
 
-def uvloop_runner() -> Callable[[Awaitable[float]], float] | None:
+def uvloop_runner() -> Callable[[Coroutine[Any, Any, float]], float] | None:
     try:
         import uvloop
     except ImportError:
         return None
-    return uvloop.run  # type: ignore[arg-type]
+    return uvloop.run
 
 
 def main() -> None:

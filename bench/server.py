@@ -216,6 +216,15 @@ def peer_client(argv0: list[str]) -> Callable[[int, str, str, int, int], float]:
     return run
 
 
+def peer_worker(argv0: list[str]) -> Callable[[int, str], list[str]]:
+    """The argv of a peer's echo worker for (port, function)."""
+
+    def argv(port: int, function: str) -> list[str]:
+        return [*argv0, HOST, str(port), function, "0", "echo"]
+
+    return argv
+
+
 def raw_worker_argv(port: int, function: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--raw-worker", HOST, str(port), function]
 
@@ -253,12 +262,10 @@ def drivers(wanted: list[str]) -> list[Driver]:
     for name in wanted:
         if name == "php" and php_ok:
             worker = ["php", str(PEERS / "php_farm_worker.php")]
-            out.append(Driver("php", peer_client(["php", str(PEERS / "php_client.php")]),
-                              lambda port, fn, w=worker: [*w, HOST, str(port), fn, "0", "echo"]))  # fmt: skip
+            out.append(Driver("php", peer_client(["php", str(PEERS / "php_client.php")]), peer_worker(worker)))
         elif name == "perl" and perl_ok:
             worker = ["perl", str(PEERS / "perl_farm_worker.pl")]
-            out.append(Driver("perl", peer_client(["perl", str(PEERS / "perl_client.pl")]),
-                              lambda port, fn, w=worker: [*w, HOST, str(port), fn, "0", "echo"]))  # fmt: skip
+            out.append(Driver("perl", peer_client(["perl", str(PEERS / "perl_client.pl")]), peer_worker(worker)))
         elif name == "raw":
             out.append(Driver("raw", raw_client, raw_worker_argv))
         elif name == "gearworks":

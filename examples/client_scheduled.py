@@ -19,7 +19,9 @@ async def run(servers: str | None, delay: int) -> None:
         ran.set_result(time.time())
         return b""
 
-    worker = AsyncWorker(servers)
+    # C gearmand wakes no sleeping worker when an epoch job comes due: the worker GRABs again after poll_interval
+    # seconds asleep (default 5; 1 here, so the job runs within a second of its time on either server).
+    worker = AsyncWorker(servers, poll_interval=1.0)
     worker.register("reminder", reminder)
     serving = asyncio.create_task(worker.work(handle_signals=False))
     try:

@@ -61,7 +61,9 @@ class PostgresCluster:
     port: int
     data: str
     cwd: str
-    run_as: dict[str, object]
+    user: int | None
+    """The uid (and gid) PostgreSQL runs as: ``postgres`` when we are root, as it requires; None: ours."""
+    group: int | None
 
     @property
     def url(self) -> str:
@@ -82,7 +84,9 @@ class PostgresCluster:
         return int(Path(self.data, "postmaster.pid").read_text().split()[0])
 
     def _ctl(self, *args: str, check: bool = True) -> None:
-        subprocess.run([*self.ctl, *args], check=check, capture_output=True, cwd=self.cwd, **self.run_as)  # type: ignore[arg-type]
+        subprocess.run(
+            [*self.ctl, *args], check=check, capture_output=True, cwd=self.cwd, user=self.user, group=self.group
+        )
 
 
 @contextlib.contextmanager
@@ -95,22 +99,23 @@ def postgres_server() -> Iterator[PostgresCluster]:
     tmp = tempfile.mkdtemp(prefix="pg-")
     data = os.path.join(tmp, "data")
     port = free_port()
-    run_as: dict[str, object] = {}
+    uid = gid = None
     if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")
         os.chown(tmp, user.pw_uid, user.pw_gid)
-        run_as = {"user": user.pw_uid, "group": user.pw_gid}
+        uid, gid = user.pw_uid, user.pw_gid
     subprocess.run(
         [str(bindir / "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
         check=True,
         capture_output=True,
         cwd=tmp,
-        **run_as,  # type: ignore[arg-type]
+        user=uid,
+        group=gid,
     )
     log = os.path.join(tmp, "server.log")
     ctl = [str(bindir / "pg_ctl"), "-D", data, "-l", log, "-w", "-t", "30"]
     options = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=on"
-    cluster = PostgresCluster(ctl, options, port, data, tmp, run_as)
+    cluster = PostgresCluster(ctl, options, port, data, tmp, uid, gid)
     try:
         yield cluster
     finally:

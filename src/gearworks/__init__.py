@@ -15,6 +15,7 @@ from gearworks._version import __version__
 if TYPE_CHECKING:
     from gearworks.admin import Admin, AsyncAdmin
     from gearworks.client import AsyncClient, Client, Job, JobHandle, JobStatus, UniqueStatus
+    from gearworks.codecs import BytesCodec, Codec, JSONCodec
     from gearworks.errors import (
         ConnectionLost,
         GearworksError,
@@ -34,7 +35,9 @@ _HOMES = {
     "AsyncAdmin": "gearworks.admin",
     "AsyncClient": "gearworks.client",
     "AsyncWorker": "gearworks.worker",
+    "BytesCodec": "gearworks.codecs",
     "Client": "gearworks.client",
+    "Codec": "gearworks.codecs",
     "ConnectionLost": "gearworks.errors",
     "GearworksError": "gearworks.errors",
     "Job": "gearworks.client",
@@ -44,6 +47,7 @@ _HOMES = {
     "JobHandle": "gearworks.client",
     "JobStatus": "gearworks.client",
     "JobTimeout": "gearworks.errors",
+    "JSONCodec": "gearworks.codecs",
     "NoServerAvailable": "gearworks.errors",
     "ProtocolError": "gearworks.errors",
     "QueueError": "gearworks.errors",
@@ -58,9 +62,12 @@ __all__ = [
     "AsyncAdmin",
     "AsyncClient",
     "AsyncWorker",
+    "BytesCodec",
     "Client",
+    "Codec",
     "ConnectionLost",
     "GearworksError",
+    "JSONCodec",
     "Job",
     "JobError",
     "JobException",

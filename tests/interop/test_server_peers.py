@@ -217,6 +217,19 @@ def test_perl_failure_and_status(gearworks_server: ServerProcess, workers: list[
     assert peer_json(*perl("perl_client.pl", HOST, port, "one", "pfail", "1", "0", "x"), check=False)["failed"] == 1
 
 
+def test_perl_worker_whose_handler_dies_keeps_serving(
+    gearworks_server: ServerProcess, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    # Gearman::Worker sends WORK_EXCEPTION then WORK_FAIL; an ERROR for the WORK_FAIL kills it (#13 item 13).
+    port = str(gearworks_server.port)
+    proc = start(workers, *perl("perl_farm_worker.pl", HOST, port, "pdies", "0", "dies"))
+    wait_for_workers(gearworks_server.port, "pdies")
+    for _ in range(2):
+        assert peer_json(*perl("perl_client.pl", HOST, port, "one", "pdies", "1", "0", "die"), check=False)["failed"]
+        assert peer_json(*perl("perl_client.pl", HOST, port, "one", "pdies", "1", "0", "next"))["result"] == "txen"
+    assert proc.poll() is None
+
+
 def test_perl_admin_jobs_and_clients(gearworks_server: ServerProcess) -> None:
     port = str(gearworks_server.port)
     run("gearman", "-h", HOST, "-p", port, "-b", "-u", "uq1", "-f", "pf", "x")

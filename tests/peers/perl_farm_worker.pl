@@ -2,7 +2,8 @@
 # A Gearman worker on Perl's Gearman::Worker with selectable behaviour, for the job-server interop tests and
 # bench/server.py.
 # Usage: perl perl_farm_worker.pl HOST PORT FUNCTION COUNT [MODE] [TIMEOUT]
-#   does COUNT jobs (0: until killed); MODE reverse (default), echo, fail, status, sleep (3 s then echo);
+#   does COUNT jobs (0: until killed); MODE reverse (default), echo, fail, status, sleep (3 s then echo),
+#   dies (dies on the workload "die", else reverse);
 #   TIMEOUT registers the function with CAN_DO_TIMEOUT (seconds).
 use strict;
 use warnings;
@@ -15,7 +16,7 @@ my $handler = sub {
     my $job = shift;
     my $workload = $job->arg;
     return $workload if $mode eq "echo";
-    die "failing on purpose\n" if $mode eq "fail";
+    die "failing on purpose\n" if $mode eq "fail" or ($mode eq "dies" and $workload eq "die");
     if ($mode eq "status") { $job->set_status(1, 2); return scalar reverse $workload }
     if ($mode eq "sleep") { sleep 3; return $workload }
     return scalar reverse $workload;

@@ -23,7 +23,9 @@ def hooks() -> ModuleType:
 
 def test_options_table_lists_every_serve_option() -> None:
     table = hooks().serve_options_table()
-    parser = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert isinstance(choices, dict)
+    parser = choices["serve"]
     options = [option for action in parser._actions for option in action.option_strings]
     assert len(options) > 30
     for option in options:

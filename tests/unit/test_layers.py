@@ -56,4 +56,4 @@ def test_every_public_name_resolves() -> None:
     for name in gearworks.__all__:
         assert getattr(gearworks, name) is not None
     with pytest.raises(AttributeError, match="no_such_name"):
-        _ = gearworks.no_such_name  # type: ignore[attr-defined]
+        _ = gearworks.no_such_name

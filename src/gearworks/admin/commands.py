@@ -77,7 +77,7 @@ class AdminSettings:
 
     def __init__(self, server: str | ServerAddress | None = None, **options: Unpack[RequestKeywords]) -> None:
         self.address = parse_servers(server)[0]
-        self.connect_options = connect_options(options)
+        self.connect_options = connect_options(options, RequestKeywords, type(self).__name__)
         self.timeout = options.get("command_timeout", 10.0)
         self._setup()
 

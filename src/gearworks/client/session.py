@@ -726,7 +726,7 @@ class BaseClient:
         servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
-        self.connect_options = connect_options(options)
+        self.connect_options = connect_options(options, ClientOptions, type(self).__name__)
         connection = {key: value for key, value in options.items() if key in ConnectionKeywords.__optional_keys__}
         self._connection = cast(ConnectionKeywords, connection)
         """The connection keywords as given, for the admin clients of ``get_job_server_*``, with the TLS context

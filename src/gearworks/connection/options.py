@@ -105,8 +105,18 @@ class RequestKeywords(ConnectionKeywords, total=False):
     command_timeout: float | None
 
 
-def connect_options(keywords: ConnectionKeywords) -> ConnectOptions:
-    """The ConnectOptions the keywords describe (defaults as ``ConnectionKeywords`` documents them)."""
+def connect_options(keywords: ConnectionKeywords, accepted: type, owner: str) -> ConnectOptions:
+    """The ConnectOptions the keywords describe (defaults as ``ConnectionKeywords`` documents them).
+
+    Raises:
+        TypeError: a keyword ``accepted`` (the front-end's TypedDict) does not list, as Python itself would say it
+            (``**options`` typed with a TypedDict is checked by type checkers only, so a misspelt keyword would
+            otherwise be ignored without a word).
+    """
+    known: frozenset[str] = accepted.__required_keys__ | accepted.__optional_keys__  # type: ignore[attr-defined]
+    unknown = sorted(set(keywords) - known)
+    if unknown:
+        raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
     context = keywords.get("ssl_context")
     if context is None and (keywords.get("ca_file") or keywords.get("cert_file")):
         context = tls_context(keywords.get("ca_file"), keywords.get("cert_file"), keywords.get("key_file"))

@@ -197,9 +197,11 @@ class AdminCommands:
             caps = (numbers[0], numbers[1], 0)
         else:
             caps = (numbers[0], numbers[1], numbers[2])
-        function = self.board.functions.get(words[1])
-        if function is not None:
-            function.maxqueue = caps if any(caps) else None
+        if any(caps):
+            # gearmand ignores a cap for a function it has not seen; here the cap creates it (#13 item 14).
+            self.board.function(words[1]).maxqueue = caps
+        elif (function := self.board.functions.get(words[1])) is not None:
+            function.maxqueue = None
         return _OK, _NONE
 
     # -- dead letters (gearworks only) ---------------------------------------------------------------------

@@ -152,6 +152,7 @@ class JobServer:
             log.info("restored %d background jobs from the %s queue", restored, config.queue_type)
         if self.board.dead:
             log.info("%d dead letters in the %s queue", len(self.board.dead), config.queue_type)
+        self.hub.schedule_timer()  # restored epoch jobs come due with no connection to start the timer
         if self.hub.commit is not None:
             self.hub.commit.start()  # the store belongs to the writer thread from here on
         context = tls_context(config) if config.ssl else None

@@ -7,9 +7,10 @@ driver takes ``board.take_ready()`` and writes each of those peers' ``take_out()
 FIFO queues (high, normal, low), the peers registered for it and those of them asleep. A job is DELAYED (epoch
 time in the future), QUEUED, RUNNING (held by one worker peer) or GONE; finished, cancelled or abandoned jobs leave
 the handle and unique indexes at once and stay in a queue only as tombstones that the next grab skips. A background
-job handed out ``job_retries`` times without a result is buried in ``dead`` (and the store's dead letters) until an
-admin requeues or purges it. Time never comes from a clock here: the driver sets ``now`` before each batch and calls
-``tick(now)`` when ``next_deadline()`` passes (epoch jobs due, CAN_DO_TIMEOUT expiries).
+job handed out ``job_retries`` times without a result is buried in ``dead`` (a ``dead.DeadLetters``, mirrored in the
+store's dead letters) until an admin requeues or purges it. Time never comes from a clock here: the driver sets
+``now`` before each batch and calls ``tick(now)`` when ``next_deadline()`` passes (epoch jobs due, CAN_DO_TIMEOUT
+expiries).
 
 Behaviour follows gearmand 1.1.20 (PROTOCOL.md §3) except where PROTOCOL.md §6/§7 says to fix it: CAN_DO_TIMEOUT
 is in seconds and fails the job, cancelled and abandoned queued jobs leave the counts at once, a background job
@@ -28,9 +29,9 @@ from itertools import islice
 
 from gearworks.protocol.outbox import take_ready
 from gearworks.protocol.packets import PacketType
+from gearworks.server.dead import DeadLetters
 from gearworks.server.jobs import (
     MAX_UNIQUE,
-    DeadJob,
     Function,
     HandleFactory,
     Job,
@@ -108,9 +109,7 @@ class Board:
         self._collect = self.store.durable
         self._added: list[Job[Peer]] = []
         self._removed: list[bytes] = []
-        self._buried: dict[bytes, StoredJob] = {}
-        self._unburied: list[bytes] = []
-        self.dead: dict[bytes, DeadJob] = {}
+        self.dead = DeadLetters(self._collect)
         """Dead letters by handle, oldest first."""
         self.holding: set[Peer] = set()
         """Peers with a JOB_CREATED waiting for a durable write."""
@@ -405,7 +404,7 @@ class Board:
         exhausted = self.job_retries and job.retries >= self.job_retries
         if exhausted or (not job.background and not job.clients):
             if exhausted and job.background:
-                self._bury(job)
+                self.dead.bury(job)
                 job.function.counters.dead_lettered += 1
             else:
                 job.function.counters.failed += 1
@@ -420,35 +419,12 @@ class Board:
         job.numerator = job.denominator = _ZERO
         self._enqueue(job)
 
-    def _bury(self, job: Job[Peer]) -> None:
-        """Keep a background job out of the queues as a dead letter (gearmand drops it, PROTOCOL.md §3.10)."""
-        dead = DeadJob(job.handle, job.function.name, job.unique, job.workload, job.priority, job.reducer, job.retries)
-        self.dead[job.handle] = dead
-        if self._collect:
-            self._buried[job.handle] = StoredJob(
-                dead.handle, dead.function, dead.unique, dead.workload, int(dead.priority), 0.0, dead.reducer,
-                dead.retries,
-            )  # fmt: skip
-
-    def _dead_handles(self, handle: bytes | None) -> list[bytes]:
-        """The dead letters an admin command names: one handle (none if unknown) or all (``None``)."""
-        if handle is None:
-            return list(self.dead)
-        return [handle] if handle in self.dead else []
-
-    def _unbury(self, handle: bytes) -> DeadJob:
-        dead = self.dead.pop(handle)
-        if self._collect:
-            self._buried.pop(handle, None)
-            self._unburied.append(handle)
-        return dead
-
     def requeue_dead(self, handle: bytes | None) -> int:
         """Put dead letters (one, or all for ``None``) back at the tail of their queues with their handles and no
         retries, waking sleeping workers; returns how many."""
-        handles = self._dead_handles(handle)
+        handles = self.dead.named(handle)
         for each in handles:
-            dead = self._unbury(each)
+            dead = self.dead.unbury(each)
             function = self.function(dead.function)
             job = Job(
                 each, function, dead.unique, dead.workload, priority=dead.priority, background=True,
@@ -465,9 +441,9 @@ class Board:
 
     def purge_dead(self, handle: bytes | None) -> int:
         """Forget dead letters (one, or all for ``None``); returns how many."""
-        handles = self._dead_handles(handle)
+        handles = self.dead.named(handle)
         for each in handles:
-            self._unbury(each)
+            self.dead.unbury(each)
         return len(handles)
 
     def fail(self, job: Job[Peer]) -> None:
@@ -550,7 +526,7 @@ class Board:
     @property
     def changed(self) -> bool:
         """Whether durable changes wait for ``take_changes``."""
-        return bool(self._added or self._removed or self._buried or self._unburied)
+        return bool(self._added or self._removed or self.dead.changed)
 
     def take_changes(self) -> tuple[list[StoredJob], list[bytes], list[Job[Peer]], list[StoredJob], list[bytes]]:
         """The background jobs created and finished since the last call: (records to store, handles to remove,
@@ -563,12 +539,9 @@ class Board:
             if job.state is not _GONE
         ]
         removed = self._removed
-        buried = list(self._buried.values())
-        unburied = self._unburied
+        buried, unburied = self.dead.take_changes()
         self._added = []
         self._removed = []
-        self._buried = {}
-        self._unburied = []
         return added, removed, jobs, buried, unburied
 
     def written(self, jobs: list[Job[Peer]], failed: bool) -> None:
@@ -595,12 +568,9 @@ class Board:
 
     def restore(self, stored: Iterable[StoredJob], now: float, dead: Iterable[StoredJob] = ()) -> int:
         """Re-create jobs (and dead letters) a durable store kept, with their old handles; returns how many jobs."""
-        for record in dead:
-            self.handles.skip_past(record.handle)
-            self.dead[record.handle] = DeadJob(
-                record.handle, record.function, record.unique, record.workload, Priority(record.priority),
-                record.reducer, record.retries,
-            )  # fmt: skip
+        self.dead.restore(dead)
+        for handle in self.dead:
+            self.handles.skip_past(handle)
         count = 0
         for record in stored:
             self.handles.skip_past(record.handle)

@@ -288,9 +288,18 @@ class _Handlers:
             peer.send(_ERROR, error)
         return job
 
+    def _ending(self, peer: Peer, handle: bytes) -> Job[Peer] | None:
+        """The job a WORK_COMPLETE or WORK_FAIL ends, or None after answering JOB_NOT_FOUND; silently None for the
+        job this worker just ended with WORK_EXCEPTION: Perl's Gearman::Worker sends WORK_FAIL or WORK_COMPLETE
+        after it, and dies on gearmand's ERROR (README, Compatibility; #13 item 13)."""
+        if handle == peer.excepted:
+            peer.excepted = None
+            return None
+        return self._held(peer, handle, _NOT_FOUND_RESULT)
+
     def _on_work_complete(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         handle, result = args
-        job = self._held(peer, handle, _NOT_FOUND_RESULT)
+        job = self._ending(peer, handle)
         if job is not None:
             _relay(job, _WORK_COMPLETE, handle, result)
             board = self.board
@@ -308,7 +317,7 @@ class _Handlers:
         if len(handle) >= MAX_HANDLE:
             peer.send(_ERROR, _HANDLE_TOO_LARGE)
             return
-        job = self._held(peer, handle, _NOT_FOUND_RESULT)
+        job = self._ending(peer, handle)
         if job is not None:
             board = self.board
             counters = job.function.counters
@@ -334,6 +343,7 @@ class _Handlers:
         counters.bytes_out += len(data)
         counters.run.observe(board.now - job.at)
         board.finish(job)
+        peer.excepted = handle
 
     def _forwarder(self, ptype: PacketType) -> Handler:
         held = self._held

@@ -49,6 +49,7 @@ class Peer(Outbox["bytes | Job[Peer]"]):
         "abilities",
         "address",
         "client_id",
+        "excepted",
         "exceptions",
         "fd",
         "held",
@@ -76,6 +77,8 @@ class Peer(Outbox["bytes | Job[Peer]"]):
         self.abilities: dict[Function[Peer], float] = {}
         self.client_id = b"-"
         self.exceptions = False
+        self.excepted: bytes | None = None
+        """The handle this worker last ended with WORK_EXCEPTION, until a WORK_FAIL or WORK_COMPLETE for it."""
         self.sleep = _AWAKE
         self.running: set[Job[Peer]] = set()
         self.waiting: dict[Job[Peer], None] = {}

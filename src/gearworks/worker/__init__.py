@@ -3,7 +3,7 @@ sans-I/O session (``session.py``) that decides every packet."""
 
 from gearworks.worker.aio import AsyncWorker
 from gearworks.worker.blocking import Worker
-from gearworks.worker.job import WorkerJob, json_encoder
+from gearworks.worker.job import WorkerJob
 from gearworks.worker.session import WorkerSession
 
-__all__ = ["AsyncWorker", "Worker", "WorkerJob", "WorkerSession", "json_encoder"]
+__all__ = ["AsyncWorker", "Worker", "WorkerJob", "WorkerSession"]

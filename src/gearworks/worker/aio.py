@@ -9,6 +9,7 @@ event loop's thread: after each call into the session (a read, a connect or loss
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import threading
@@ -21,7 +22,16 @@ from gearworks.connection.aio import AsyncConnection, open_connection
 from gearworks.errors import ConnectionLost
 from gearworks.protocol import Decoder, Packet
 from gearworks.worker.job import WorkerJob
-from gearworks.worker.session import Handler, Outcome, Relay, ServerLink, WorkerBase, WorkerOptions, call_handler
+from gearworks.worker.session import (
+    Handler,
+    Outcome,
+    Relay,
+    ServerLink,
+    WorkerBase,
+    WorkerOptions,
+    call_handler,
+    call_hook,
+)
 
 __all__ = ["AsyncWorker"]
 
@@ -48,11 +58,14 @@ class _LinkReceiver:
             job = receive(link, cast(Packet, packet))
             if job is not None:
                 worker._start(job)
+        if worker.session.unstamped:
+            worker.session.poll(time.monotonic())  # time the link that fell asleep from now
         worker._write_ready()
         if self.connection is not None:
             # Results of inline handlers and the next GRAB go out now, not one loop turn later: at concurrency 1
             # every job waits on this round trip.
             self.connection.flush()
+        worker._check_finished()  # burst: the last NO_JOB may have drained the worker
 
     def connection_lost(self, exc: Exception) -> None:
         log.debug("connection to %s lost: %s", self.link.address, exc)
@@ -79,20 +92,31 @@ class AsyncWorker(WorkerBase):
         self._tasks: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Event | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop running ``work()`` (``stop()`` from another thread is handed to it)."""
         self._relay = Relay(self.session, self._job_output)
 
-    async def work(self, max_jobs: int | None = None, *, handle_signals: bool = True) -> int:
+    async def work(self, max_jobs: int | None = None, *, burst: bool = False, handle_signals: bool = True) -> int:
         """Serve jobs until ``stop()``, SIGTERM/SIGINT (drain) or ``max_jobs`` handled; returns the jobs handled.
 
-        Connections are opened here and closed on return; a server that fails is retried with backoff.
+        With ``burst`` (drain and exit, a batch consumer) it also returns once every server has answered NO_JOB
+        (or cannot be reached) and the jobs in hand are done. Connections are opened here and closed on return; a
+        server that fails is retried with backoff (``reconnect_delay``, ``max_reconnect_delay``), and a sleeping
+        connection GRABs again every ``poll_interval`` seconds.
         """
         session = self.session
         loop = asyncio.get_running_loop()
         if self._finished is not None:
             raise RuntimeError("this worker is already working")
+        if self.on_startup is not None:
+            await _awaited(self.on_startup(self))  # raising fails work(): nothing is connected yet
         self._finished = asyncio.Event()
-        session.start(max_jobs)
+        self._loop = loop
+        session.start(max_jobs, burst=burst)
         connectors = [loop.create_task(self._keep_connected(link)) for link in session.links]
+        if session.poll_interval is not None:
+            connectors.append(loop.create_task(self._poll_sleepers(session.poll_interval)))
+        self._check_finished()  # burst with nothing registered
         signals = self._install_signals(loop) if handle_signals else []
         try:
             await self._finished.wait()
@@ -110,16 +134,27 @@ class AsyncWorker(WorkerBase):
             await asyncio.gather(*connectors, *self._tasks, return_exceptions=True)
             self._connections.clear()
             self._finished = None
+            self._loop = None
+            await self._shutdown_hook()
         return session.handled
 
     async def work_one(self) -> int:
         """Wait for one job, run it, and return (1, or 0 if stopped first)."""
         return await self.work(max_jobs=1)
 
+    async def grab_one(self) -> WorkerJob | None:
+        """Take one job and run it, returning that job; None at once when no server has one queued (a server that
+        cannot be reached counts as having none)."""
+        return self.session.last_job if await self.work(max_jobs=1, burst=True, handle_signals=False) else None
+
     def stop(self, drain: bool = False) -> None:
         """Stop ``work()``: at once (running handlers are cancelled, their jobs requeued by the server), or with
-        ``drain`` grab nothing more and finish the jobs in hand within ``drain_timeout`` seconds. Call it on the
-        worker's event loop (from another thread: ``loop.call_soon_threadsafe(worker.stop, True)``)."""
+        ``drain`` grab nothing more and finish the jobs in hand within ``drain_timeout`` seconds. Safe from any
+        thread: called outside the worker's event loop, it hands itself to that loop (``call_soon_threadsafe``)."""
+        loop = self._loop
+        if loop is not None and _running_loop() is not loop:
+            loop.call_soon_threadsafe(self.stop, drain)
+            return
         self.session.stop()
         if self._finished is None:
             return
@@ -159,30 +194,62 @@ class AsyncWorker(WorkerBase):
             self._finished.set()
 
     async def _keep_connected(self, link: ServerLink) -> None:
+        """Keep ``link`` connected while the worker runs. Nothing ends this loop but ``work()`` returning: an
+        unexpected exception is logged and counts as one failure (backing off), so a worker is never left waiting
+        with no connection and no task to make one."""
         session = self.session
         while session.wants_connection(link):
             delay = link.backoff.delay(time.monotonic())
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
-            receiver = _LinkReceiver(self, link, self.connect_options.max_packet_size)
             try:
-                connection = await open_connection(link.address, receiver, self.connect_options)
-            except ConnectionLost as exc:
-                log.debug("connect to %s failed: %s", link.address, exc)
-                session.connect_failed(link, time.monotonic())
-                continue
-            if receiver.lost.is_set():
-                session.connect_failed(link, time.monotonic())
-                continue
-            self._connections[link] = connection
-            receiver.connection = connection
-            session.connected(link)
+                await self._connect_and_serve(link)
+            except Exception:
+                log.exception("connection to %s failed unexpectedly; retrying with backoff", link.address)
+                connection = self._connections.pop(link, None)
+                if connection is not None:
+                    connection.close()
+                session.failed(link, time.monotonic())
+                self._write_ready()
+                self._check_finished()
+
+    async def _connect_and_serve(self, link: ServerLink) -> None:
+        """One connection attempt, then serve until that connection is lost."""
+        session = self.session
+        receiver = _LinkReceiver(self, link, self.connect_options.max_packet_size)
+        try:
+            connection = await open_connection(link.address, receiver, self.connect_options)
+        except ConnectionLost as exc:
+            log.debug("connect to %s failed: %s", link.address, exc)
+            session.connect_failed(link, time.monotonic())
+            self._check_finished()  # burst: a server that cannot be reached counts as empty
+            return
+        if receiver.lost.is_set():
+            session.connect_failed(link, time.monotonic())
+            self._check_finished()
+            return
+        self._connections[link] = connection
+        receiver.connection = connection
+        session.connected(link)
+        self._write_ready()
+        try:
+            await receiver.lost.wait()
+        finally:
+            self._connections.pop(link, None)
+
+    async def _poll_sleepers(self, interval: float) -> None:
+        """GRAB again on connections asleep for ``interval`` seconds (``WorkerSession.poll``)."""
+        while True:
+            due = self.session.poll(time.monotonic())
             self._write_ready()
-            try:
-                await receiver.lost.wait()
-            finally:
-                self._connections.pop(link, None)
+            await asyncio.sleep(interval if due is None else due)
+
+    async def _shutdown_hook(self) -> None:
+        try:
+            await _awaited(call_hook("on_shutdown", self.on_shutdown, self))
+        except Exception:
+            log.exception("on_shutdown hook raised; ignored")
 
     def _write_ready(self) -> None:
         connections = self._connections
@@ -220,3 +287,16 @@ class AsyncWorker(WorkerBase):
         self.session.job_returned(job, outcome)
         self._write_ready()
         self._check_finished()
+
+
+async def _awaited(result: object) -> None:
+    """Await what a hook returned when it is awaitable (a coroutine function's call)."""
+    if inspect.isawaitable(result):
+        await result
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -27,6 +27,7 @@ from typing import Any, Literal, Unpack, cast
 
 from gearworks.connection import ServerAddress
 from gearworks.connection.blocking import BlockingConnection
+from gearworks.connection.pending import PendingConnection
 from gearworks.errors import ConnectionLost, ProtocolError
 from gearworks.protocol import Decoder, Packet
 from gearworks.worker.job import WorkerJob
@@ -38,6 +39,7 @@ from gearworks.worker.session import (
     WorkerBase,
     WorkerOptions,
     call_handler,
+    call_hook,
     is_coroutine_handler,
 )
 
@@ -80,6 +82,7 @@ class Worker(WorkerBase):
         self._outbox: deque[tuple[WorkerJob, list[bytes], int]] = deque()
         self._returned: deque[tuple[WorkerJob, Outcome]] = deque()
         self._broken: set[ServerLink] = set()
+        self._pending: dict[ServerLink, PendingConnection] = {}
         self._wake_send: socket.socket | None = None
         self._run = 0  # which work() call a pool's late outcome belongs to
         self._relay = Relay(self.session, self._relay_output)
@@ -105,14 +108,24 @@ class Worker(WorkerBase):
         """Wait for one job, run it, and return (1, or 0 if stopped first)."""
         return self.work(max_jobs=1)
 
-    def work(self, max_jobs: int | None = None, *, handle_signals: bool = True) -> int:
+    def grab_one(self) -> WorkerJob | None:
+        """Take one job and run it, returning that job; None at once when no server has one queued (a server that
+        cannot be reached counts as having none)."""
+        return self.session.last_job if self.work(max_jobs=1, burst=True, handle_signals=False) else None
+
+    def work(self, max_jobs: int | None = None, *, burst: bool = False, handle_signals: bool = True) -> int:
         """Serve jobs until ``stop()``, SIGTERM/SIGINT (drain) or ``max_jobs`` handled; returns the jobs handled.
 
-        Connections are opened here and closed on return; a server that fails is retried with backoff.
+        With ``burst`` (drain and exit, a batch consumer) it also returns once every server has answered NO_JOB
+        (or cannot be reached) and the jobs in hand are done. Connections are opened here and closed on return; a
+        server that fails is retried with backoff (``reconnect_delay``, ``max_reconnect_delay``), and a sleeping
+        connection GRABs again every ``poll_interval`` seconds.
         """
         session = self.session
         if self._wake_send is not None:
             raise RuntimeError("this worker is already working")
+        if self.on_startup is not None:
+            self.on_startup(self)  # raising fails work(): nothing is connected yet
         self._stop_request = None
         selector = selectors.DefaultSelector()
         wake_recv, self._wake_send = socket.socketpair()
@@ -122,7 +135,7 @@ class Worker(WorkerBase):
         executor, own_executor = self._executor()
         previous = self._install_signals() if handle_signals else {}
         deadline: float | None = None
-        session.start(max_jobs)
+        session.start(max_jobs, burst=burst)
         try:
             while True:
                 request = self.stop_requested  # never reset here: a signal may set it at any bytecode
@@ -143,12 +156,15 @@ class Worker(WorkerBase):
                         self.drain_timeout,
                     )
                     break
-                timeout = self._connect_due(selector, now)
-                if deadline is not None:
-                    timeout = deadline - now if timeout is None else min(timeout, deadline - now)
+                poll = session.poll(now)
+                self._write_ready()  # the GRABs of links the poll woke
+                timeout = _earliest(self._connect_due(selector, now), poll, deadline and deadline - now)
                 for key, _ in selector.select(timeout):
                     if key.data is None:
                         _drain_socket(wake_recv)
+                    elif (pending := self._pending.get(key.data)) is not None:
+                        selector.unregister(key.fd)
+                        self._advance(selector, key.data, pending)
                     else:
                         self._read(cast(ServerLink, key.data), executor)
         finally:
@@ -159,6 +175,9 @@ class Worker(WorkerBase):
                 signal.signal(signum, handler)
             for link in list(self._connections):
                 self._drop(selector, link)
+            for pending in self._pending.values():
+                pending.close()
+            self._pending.clear()
             if own_executor and executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
             self._wake_send.close()
@@ -168,6 +187,7 @@ class Worker(WorkerBase):
             self._outbox.clear()
             self._returned.clear()
             self._broken.clear()
+            call_hook("on_shutdown", self.on_shutdown, self)
         return session.handled
 
     def _executor(self) -> tuple[Executor | None, bool]:
@@ -202,29 +222,60 @@ class Worker(WorkerBase):
     # Connections.
 
     def _connect_due(self, selector: selectors.BaseSelector, now: float) -> float | None:
-        """Connect every server that is down and due; returns seconds until the next attempt (None: none due)."""
+        """Start connecting every server that is down and due, and give up on attempts past their deadline;
+        returns seconds until the next attempt or deadline (None: none). Connects never block the loop: each is a
+        ``PendingConnection`` the selector watches (``_advance``), so a server that never answers does not stall
+        the others."""
         session = self.session
         wait: float | None = None
         for link in session.links:
-            if not session.wants_connection(link):
+            pending = self._pending.get(link)
+            if pending is not None and now >= pending.deadline:
+                self._give_up(selector, link)
+                pending = None
+            if pending is None and session.wants_connection(link) and link.backoff.delay(now) == 0:
+                self._advance(selector, link, PendingConnection(link.address, self.connect_options, now))
+                pending = self._pending.get(link)
+            if pending is not None:
+                until = pending.deadline - now
+            elif session.wants_connection(link):
+                until = link.backoff.delay(now)
+            else:
                 continue
-            delay = link.backoff.delay(now)
-            if delay == 0:
-                try:
-                    connection = BlockingConnection.connect(link.address, self.connect_options)
-                except ConnectionLost as exc:
-                    log.debug("connect to %s failed: %s", link.address, exc)
-                    session.connect_failed(link, time.monotonic())
-                    delay = link.backoff.delay(time.monotonic())
-                else:
-                    decoder = Decoder(max_packet_size=self.connect_options.max_packet_size)
-                    self._connections[link] = (connection, decoder)
-                    selector.register(connection, selectors.EVENT_READ, link)
-                    session.connected(link)
-                    self._write_ready()
-                    continue
-            wait = delay if wait is None else min(wait, delay)
+            wait = until if wait is None else min(wait, until)
         return wait
+
+    def _advance(self, selector: selectors.BaseSelector, link: ServerLink, pending: PendingConnection) -> None:
+        """Take a connect's next step: watch it again, or start serving the connection, or back off."""
+        self._pending.pop(link, None)
+        try:
+            connection = pending.advance()
+        except ConnectionLost as exc:
+            log.debug("connect to %s failed: %s", link.address, exc)
+            self.session.connect_failed(link, time.monotonic())
+            return
+        except Exception:
+            # Never let a connect kill the loop that serves the other servers: log it, back off, retry.
+            log.exception("connect to %s failed unexpectedly; retrying with backoff", link.address)
+            self.session.connect_failed(link, time.monotonic())
+            return
+        if connection is None:
+            self._pending[link] = pending
+            selector.register(pending.fileno(), pending.events, link)
+            return
+        decoder = Decoder(max_packet_size=self.connect_options.max_packet_size)
+        self._connections[link] = (connection, decoder)
+        selector.register(connection, selectors.EVENT_READ, link)
+        self.session.connected(link)
+        self._write_ready()
+
+    def _give_up(self, selector: selectors.BaseSelector, link: ServerLink) -> None:
+        """A connect ran past ``connect_timeout`` (a server that never answers): abandon it and back off."""
+        pending = self._pending.pop(link)
+        selector.unregister(pending.fileno())
+        pending.close()
+        log.debug("connect to %s failed: no answer within %.1fs", link.address, self.connect_options.connect_timeout)
+        self.session.connect_failed(link, time.monotonic())
 
     def _write_ready(self) -> None:
         """Write what the session queued; a failed write marks its link broken (dropped by the next ``_settle``)."""
@@ -318,6 +369,11 @@ def _pool_process_signals() -> None:
     the job in hand must finish) and let SIGTERM kill (the worker never sends it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _earliest(*waits: float | None) -> float | None:
+    """The shortest of the waits given (None: no wait)."""
+    return min((wait for wait in waits if wait is not None), default=None)
 
 
 def _drain_socket(sock: socket.socket) -> None:

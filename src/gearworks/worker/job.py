@@ -7,47 +7,39 @@ sends is dropped, because the server has already requeued it (PROTOCOL.md §3.10
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable
 from typing import Any, Protocol
 
+from gearworks.codecs import BytesCodec, Codec, codec_or_default
 from gearworks.protocol import PacketType, encode, encode_parts
 from gearworks.protocol.fields import as_bytes
 
-__all__ = ["Encoder", "JobOutput", "WorkerJob", "json_encoder", "to_payload"]
+__all__ = ["JobOutput", "WorkerJob", "to_payload"]
 
 log = logging.getLogger("gearworks.worker")
 
-Encoder = Callable[[Any], bytes]
-"""Turns a handler's non-bytes, non-str return value into a payload (e.g. ``json_encoder``)."""
+_UNSET: Any = object()
 
 
-def json_encoder(value: Any) -> bytes:
-    """An ``Encoder``: compact JSON, UTF-8."""
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def to_payload(value: object, encoder: Encoder | None, function: bytes) -> bytes:
-    """A handler's result as bytes: bytes-like as is, str as UTF-8, None as empty, anything else via ``encoder``.
+def to_payload(value: object, codec: Codec, function: bytes) -> bytes:
+    """A handler's result as bytes: ``codec.encode(value)``; with the default ``BytesCodec``, bytes-like as is,
+    str as UTF-8 and None as empty.
 
     Raises:
-        TypeError: no encoder and the value is not bytes, str or None (names the function and the type).
+        TypeError: the codec cannot encode the value (names the function, the type and the codec).
     """
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    if value is None:
+    if value is None and type(codec) is BytesCodec:
         return b""
-    if encoder is not None:
-        return encoder(value)
-    raise TypeError(
-        f"handler for {function.decode(errors='replace')!r} returned {type(value).__name__}: "
-        "return bytes or str, or give the worker an encoder (e.g. encoder=json_encoder)"
-    )
+    try:
+        return codec.encode(value)
+    except TypeError as exc:
+        hint = (
+            ": return bytes or str, or give the worker a codec (codec=JSONCodec())" if type(codec) is BytesCodec else ""
+        )
+        raise TypeError(
+            f"handler for {function.decode(errors='replace')!r} returned {type(value).__name__}, which {codec!r} "
+            f"cannot encode ({exc}){hint}"
+        ) from exc
 
 
 class JobOutput(Protocol):
@@ -57,7 +49,7 @@ class JobOutput(Protocol):
         """Send ``chunks`` (``packets`` packets) for ``job`` if its connection is still the one it came on."""
 
     def payload(self, job: WorkerJob, value: object) -> bytes:
-        """``value`` as a result payload (``to_payload`` with the worker's encoder)."""
+        """``value`` as a result payload (``to_payload`` with the worker's codec)."""
 
     def exception_packets(self, job: WorkerJob, data: bytes) -> list[bytes]:
         """What ends ``job`` with an exception on its server."""
@@ -70,7 +62,9 @@ class WorkerJob:
         handle: the server's job handle.
         function: the function name as the server sent it (with the worker's prefix, if any).
         unique: the submitter's unique key (empty when grabbed with plain GRAB_JOB).
-        workload: the job's payload.
+        workload: the job's payload, bytes as the server sent it.
+        value: the workload decoded by the worker's ``codec`` (decoded once, on first use): the same bytes with the
+            default codec, an object with ``codec=JSONCodec()``.
         reducer: the reducer name of a map/reduce job (GRAB_JOB_ALL only), else None.
 
     ``data``, ``warning`` and ``status`` may be sent any number of times; ``complete``, ``fail`` and ``exception``
@@ -79,7 +73,19 @@ class WorkerJob:
     the result instead.
     """
 
-    __slots__ = ("_done", "_output", "function", "generation", "handle", "link", "reducer", "unique", "workload")
+    __slots__ = (
+        "_done",
+        "_output",
+        "_value",
+        "codec",
+        "function",
+        "generation",
+        "handle",
+        "link",
+        "reducer",
+        "unique",
+        "workload",
+    )
 
     def __init__(
         self,
@@ -92,6 +98,7 @@ class WorkerJob:
         output: JobOutput | None = None,
         link: object = None,
         generation: int = 0,
+        codec: Codec | None = None,
     ) -> None:
         self.handle = handle
         self.function = function
@@ -103,13 +110,34 @@ class WorkerJob:
         """The session's record of the connection this job arrived on (opaque to handlers)."""
         self.generation = generation
         """Which connection to that server: the job is lost once that connection is gone."""
+        self.codec = codec_or_default(codec)
+        """Decodes ``value`` (the worker's codec; results are encoded by the worker with the same one)."""
+        self._value = _UNSET
         self._done = False
+
+    @property
+    def value(self) -> Any:
+        """The workload decoded by the worker's codec (``codec.decode(workload)``, once).
+
+        Raises:
+            ValueError: the workload is not a payload of the codec (a handler that raises it fails the job).
+        """
+        if self._value is _UNSET:
+            self._value = self.codec.decode(self.workload)
+        return self._value
 
     def __repr__(self) -> str:
         return f"WorkerJob(handle={self.handle!r}, function={self.function!r}, {len(self.workload)} bytes)"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (WorkerJob, (self.handle, self.function, self.workload, self.unique, self.reducer))
+        return (
+            WorkerJob,
+            (self.handle, self.function, self.workload, self.unique, self.reducer),
+            {"codec": self.codec},
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.codec = state["codec"]
 
     @property
     def done(self) -> bool:
@@ -151,10 +179,11 @@ class WorkerJob:
         self._update(PacketType.WORK_STATUS, (self.handle, b"%d" % numerator, b"%d" % denominator))
 
     def complete(self, result: object = b"") -> None:
-        """End the job with a result (WORK_COMPLETE); str is sent as UTF-8, other types need the worker's encoder.
+        """End the job with a result (WORK_COMPLETE), encoded by the worker's codec (the default sends bytes as they
+        are and str as UTF-8).
 
         Raises:
-            TypeError: a result that is not bytes or str, and no encoder.
+            TypeError: a result the codec cannot encode.
         """
         output = self._target("WORK_COMPLETE")
         if output is not None:

@@ -16,7 +16,10 @@ How this works:
 - Free slots go to awake links in rotation, one GRAB at a time, so several servers are served fairly.
 - NO_JOB marks the link exhausted: no more GRABs there. Once its last GRAB is answered it sends PRE_SLEEP and
   waits for NOOP (gearmand answers PRE_SLEEP with an immediate NOOP if work is already waiting, PROTOCOL.md §3.8).
-  The link states and what moves them are in one table, ``_TRANSITIONS``.
+  A link asleep for ``poll_interval`` seconds GRABs again (``poll``): gearmand sends no NOOP when an epoch job
+  comes due. The link states and what moves them are in one table, ``_TRANSITIONS``.
+- Burst mode (drain and exit) sends no PRE_SLEEP: once every server is exhausted (or down), the session stops
+  accepting, and the driver's loop ends when the jobs in hand are done.
 - A handler's outcome becomes WORK_COMPLETE (return value), or WORK_EXCEPTION (if the server accepted the
   ``exceptions`` option) followed by WORK_FAIL (a raise). gearmand 1.1.20 ends the job at WORK_EXCEPTION and
   answers the WORK_FAIL with a harmless ERROR JOB_NOT_FOUND (§3.7); servers that follow the original spec (Perl
@@ -39,12 +42,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, NamedTuple, TypeVar, Unpack, overload
 
+from gearworks.codecs import Codec, codec_or_default
 from gearworks.connection import ConnectionKeywords, ServerAddress, connect_options, parse_servers
 from gearworks.connection.backoff import Backoff
 from gearworks.protocol import Packet, PacketType, encode, encode_parts
 from gearworks.protocol.fields import name_bytes
 from gearworks.protocol.outbox import Outbox
-from gearworks.worker.job import Encoder, WorkerJob, to_payload
+from gearworks.worker.job import WorkerJob, to_payload
 
 __all__ = [
     "GrabMode",
@@ -60,12 +64,13 @@ __all__ = [
     "WorkerOptions",
     "WorkerSession",
     "call_handler",
+    "call_hook",
 ]
 
 log = logging.getLogger("gearworks.worker")
 
 Handler = Callable[[WorkerJob], Any]
-"""A job handler: takes the job, returns the result (bytes, str, None, or anything the encoder takes)."""
+"""A job handler: takes the job, returns the result (bytes, str or None, or anything the worker's codec encodes)."""
 HandlerT = TypeVar("HandlerT", bound=Handler)
 GrabMode = Literal["job", "uniq", "all"]
 """GRAB_JOB (no unique key), GRAB_JOB_UNIQ (the default) or GRAB_JOB_ALL (unique key and reducer)."""
@@ -110,32 +115,47 @@ class LinkEvent(Enum):
     """NO_JOB, or an ERROR refusing plain GRAB_JOB."""
     SLEEP = "sleep"
     """An exhausted link's last GRAB was answered while the worker accepts jobs: PRE_SLEEP goes out."""
+    POLL = "poll"
+    """A link slept ``poll_interval`` seconds without a NOOP: GRAB again (gearmand sends no NOOP when an epoch job
+    comes due; libgearman workers poll the same way)."""
 
 
 # Enum members are looked up through a descriptor on Python 3.11 (~75 ns each): the per-job paths use these aliases.
 _MAYBE, _OPTION, _GRAB = Owed.MAYBE, Owed.OPTION, Owed.GRAB
-_DISCONNECTED, _AWAKE, _EXHAUSTED = LinkState.DISCONNECTED, LinkState.AWAKE, LinkState.EXHAUSTED
+_DISCONNECTED, _AWAKE, _EXHAUSTED, _ASLEEP = (
+    LinkState.DISCONNECTED,
+    LinkState.AWAKE,
+    LinkState.EXHAUSTED,
+    LinkState.ASLEEP,
+)
 
 _S, _E = LinkState, LinkEvent
 # The link state machine, whole. A (state, event) pair missing here leaves the state as it is (a NOOP to an awake
 # link, a late NO_JOB to one already asleep).
 #
-#   state         CONNECT  NOOP   NO_JOB     SLEEP   LOSE
-#   DISCONNECTED  AWAKE    .      .          .       .
-#   AWAKE         .        .      EXHAUSTED  .       DISCONNECTED
-#   EXHAUSTED     .        AWAKE  .          ASLEEP  DISCONNECTED
-#   ASLEEP        .        AWAKE  .          .       DISCONNECTED
+#   state         CONNECT  NOOP   NO_JOB     SLEEP   POLL   LOSE
+#   DISCONNECTED  AWAKE    .      .          .       .      .
+#   AWAKE         .        .      EXHAUSTED  .       .      DISCONNECTED
+#   EXHAUSTED     .        AWAKE  .          ASLEEP  .      DISCONNECTED
+#   ASLEEP        .        AWAKE  .          .       AWAKE  DISCONNECTED
 _TRANSITIONS: dict[LinkState, dict[LinkEvent, LinkState]] = {
     _S.DISCONNECTED: {_E.CONNECT: _S.AWAKE},
     _S.AWAKE: {_E.NO_JOB: _S.EXHAUSTED, _E.LOSE: _S.DISCONNECTED},
     _S.EXHAUSTED: {_E.NOOP: _S.AWAKE, _E.SLEEP: _S.ASLEEP, _E.LOSE: _S.DISCONNECTED},
-    _S.ASLEEP: {_E.NOOP: _S.AWAKE, _E.LOSE: _S.DISCONNECTED},
+    _S.ASLEEP: {_E.NOOP: _S.AWAKE, _E.POLL: _S.AWAKE, _E.LOSE: _S.DISCONNECTED},
 }
 
 
 def next_state(state: LinkState, event: LinkEvent) -> LinkState:
     """The state ``event`` moves a link in ``state`` to (``_TRANSITIONS``)."""
     return _TRANSITIONS[state].get(event, state)
+
+
+def _drained(link: ServerLink) -> bool:
+    """Whether burst mode counts ``link`` as empty (``WorkerSession._check_drained``)."""
+    if link.state is _EXHAUSTED:
+        return link.outstanding == 0
+    return link.state is _DISCONNECTED and link.backoff.failures > 0
 
 
 def _grab_type(packet: bytes) -> int:
@@ -162,7 +182,17 @@ class Registration:
 class ServerLink(Outbox[bytes]):
     """What the worker knows about one job server's connection, and the bytes queued for it."""
 
-    __slots__ = ("address", "backoff", "exceptions", "generation", "grab", "outstanding", "replies", "state")
+    __slots__ = (
+        "address",
+        "backoff",
+        "exceptions",
+        "generation",
+        "grab",
+        "outstanding",
+        "replies",
+        "slept_at",
+        "state",
+    )
 
     def __init__(self, address: ServerAddress, backoff: Backoff, ready: list[ServerLink]) -> None:
         super().__init__(ready)
@@ -179,6 +209,8 @@ class ServerLink(Outbox[bytes]):
         """The GRAB packet this server gets (plain GRAB_JOB once it refused GRAB_JOB_UNIQ/ALL)."""
         self.replies: deque[Owed] = deque()
         """What the server owes, in the order the requests went out (it answers in order, PROTOCOL.md §1.1)."""
+        self.slept_at: float | None = None
+        """When the link was first seen asleep by ``WorkerSession.poll`` (None: awake, or not seen yet)."""
 
     def __repr__(self) -> str:
         return f"ServerLink({self.address}, {self.state.value}, outstanding={self.outstanding})"
@@ -201,6 +233,26 @@ def call_handler(handler: Handler, job: WorkerJob) -> Outcome:
         return Outcome(handler(job))
     except Exception as exc:
         return Outcome(error=exc)
+
+
+JobStartHook = Callable[[WorkerJob], object]
+"""``on_job_start(job)``: a plain function, run before the handler."""
+JobEndHook = Callable[[WorkerJob, Outcome], object]
+"""``on_job_end(job, outcome)``: a plain function, run once the handler's outcome (value or error) is known."""
+WorkerHook = Callable[[Any], object]
+"""``on_startup(worker)`` / ``on_shutdown(worker)``: a plain function, or (``AsyncWorker``) a coroutine function."""
+
+
+def call_hook(name: str, hook: Callable[..., object] | None, *args: object) -> object:
+    """Run a hook, returning what it returned; an exception is logged and swallowed (a hook never kills the
+    worker)."""
+    if hook is None:
+        return None
+    try:
+        return hook(*args)
+    except Exception:
+        log.exception("%s hook raised; ignored", name)
+        return None
 
 
 class Relay:
@@ -236,12 +288,17 @@ class WorkerSession:
         client_id: bytes | None = None,
         prefix: bytes | None = None,
         exceptions: bool = True,
-        encoder: Encoder | None = None,
+        codec: Codec | None = None,
         reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 10.0,
+        poll_interval: float | None = 5.0,
+        on_job_start: JobStartHook | None = None,
+        on_job_end: JobEndHook | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if poll_interval is not None and not poll_interval > 0:
+            raise ValueError("poll_interval must be a positive number of seconds, or None")
         if grab not in _GRAB_TYPES:
             raise ValueError(f"grab must be one of {sorted(_GRAB_TYPES)}")
         self.ready: list[ServerLink] = []
@@ -256,7 +313,7 @@ class WorkerSession:
         self.client_id = client_id
         self.prefix = prefix
         self.exceptions = exceptions
-        self.encoder = encoder
+        self.codec = codec_or_default(codec)
         self.registrations: dict[bytes, Registration] = {}
         self.running = 0
         """Jobs whose handler has not returned yet."""
@@ -266,6 +323,19 @@ class WorkerSession:
         self.handled = 0
         self.limit: int | None = None
         self.accepting = False
+        self.burst = False
+        """Drain and exit: stop accepting once every server has answered NO_JOB (``start(burst=True)``)."""
+        self.last_job: WorkerJob | None = None
+        """The job started last (what ``grab_one`` returns)."""
+        self.poll_interval = poll_interval
+        """Seconds a link sleeps before it GRABs again without a NOOP (None: only a NOOP wakes it)."""
+        self.unstamped = False
+        """A link fell asleep since the last ``poll``: a driver without a loop turn calls ``poll`` soon."""
+        for hook in (on_job_start, on_job_end):
+            if hook is not None and is_coroutine_handler(hook):
+                raise TypeError("on_job_start and on_job_end are plain functions (they run inside the session)")
+        self.on_job_start = on_job_start
+        self.on_job_end = on_job_end
         self._next = 0
         self._dispatch: dict[PacketType, Callable[[ServerLink, tuple[bytes, ...]], WorkerJob | None]] = {
             _T.NOOP: self._on_noop,
@@ -351,17 +421,57 @@ class WorkerSession:
 
     # Running and stopping.
 
-    def start(self, max_jobs: int | None = None) -> None:
-        """Begin a work loop: grab jobs, at most ``max_jobs`` in all (None: no limit)."""
+    def start(self, max_jobs: int | None = None, *, burst: bool = False) -> None:
+        """Begin a work loop: grab jobs, at most ``max_jobs`` in all (None: no limit); with ``burst``, stop accepting
+        once no server has a job left (``_check_drained``)."""
         if max_jobs is not None and max_jobs < 1:
             raise ValueError("max_jobs must be at least 1")
         self.limit = max_jobs
+        self.burst = burst
         self.started = 0
         self.handled = 0
         self.running = 0  # handlers abandoned by an earlier loop no longer count
         self.reserved = 0
+        self.last_job = None
         self.accepting = True
         self._grant()
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        """In burst mode, stop accepting (the loop ends once the jobs in hand are done) when every server is
+        drained: it answered NO_JOB to its last GRAB, or it is down and its latest attempt failed (a server that
+        cannot be reached counts as empty, or a batch consumer would wait for it forever)."""
+        if not (self.burst and self.accepting):
+            return
+        if self.registrations and not all(_drained(link) for link in self.links):
+            return
+        log.info("burst: no job left on any server; finishing %d job(s) in hand", self.running)
+        self.accepting = False
+
+    def poll(self, now: float) -> float | None:
+        """Wake every link asleep for ``poll_interval`` seconds (it GRABs again); returns the seconds until the next
+        link is due (None: none asleep, or polling is off). Drivers call it every loop turn or on a timer; a link
+        is timed from the first call that sees it asleep."""
+        interval = self.poll_interval
+        if interval is None:
+            return None
+        self.unstamped = False
+        due: float | None = None
+        woke = False
+        for link in self.links:
+            if link.state is not _ASLEEP:
+                continue
+            if link.slept_at is None:
+                link.slept_at = now
+            left = link.slept_at + interval - now
+            if left <= 0:
+                self._move(link, LinkEvent.POLL)
+                woke = True
+            else:
+                due = left if due is None else min(due, left)
+        if woke:
+            self._grant()
+        return due
 
     def stop(self) -> None:
         """Grab nothing more; jobs already held or granted still run (drain). A single flag store, so drivers may
@@ -399,6 +509,14 @@ class WorkerSession:
         """A connection attempt failed at ``now``: back off."""
         link.backoff.failed(now)
         log.warning("cannot connect to %s; retrying in %.1fs", link.address, link.backoff.delay(now))
+        self._check_drained()
+
+    def failed(self, link: ServerLink, now: float) -> None:
+        """Something unexpected broke ``link`` at ``now``, connected or not: it is down, and backs off once."""
+        if link.state is _DISCONNECTED:
+            self.connect_failed(link, now)
+        else:
+            self.disconnected(link, now)
 
     def disconnected(self, link: ServerLink, now: float) -> None:
         """``link``'s connection is gone: free its GRAB reservations, lose its running jobs, back off."""
@@ -414,6 +532,7 @@ class WorkerSession:
             link.backoff.failed(now)
             log.warning("lost connection to %s; reconnecting in %.1fs", link.address, link.backoff.delay(now))
         self._grant()
+        self._check_drained()
 
     # Packets from a server.
 
@@ -496,7 +615,12 @@ class WorkerSession:
             link.outstanding -= 1
             self.reserved -= 1
         if link.state is _EXHAUSTED and link.outstanding == 0 and self.accepting:
+            if self.burst:
+                self._check_drained()
+                return
             self._move(link, LinkEvent.SLEEP)
+            link.slept_at = None
+            self.unstamped = True
             self._send(link, [_PRE_SLEEP])
 
     def _assigned(
@@ -510,15 +634,27 @@ class WorkerSession:
         reducer: bytes | None = None,
     ) -> WorkerJob | None:
         self._answered(link)
-        job = WorkerJob(handle, function, workload, unique, reducer, output=self, link=link, generation=link.generation)
+        job = WorkerJob(
+            handle,
+            function,
+            workload,
+            unique,
+            reducer,
+            output=self,
+            link=link,
+            generation=link.generation,
+            codec=self.codec,
+        )
         self.running += 1
         self.started += 1
+        self.last_job = job
         if self.limit is not None and self.started >= self.limit:
             self.accepting = False
         if function not in self.registrations:
             log.warning("%s assigned %r for unregistered function %r; failing it", link.address, job, function)
             self.job_returned(job, Outcome(error=LookupError(f"no handler for {function!r}")))
             return None
+        call_hook("on_job_start", self.on_job_start, job)
         return job
 
     def registration_for(self, job: WorkerJob) -> Registration:
@@ -535,6 +671,7 @@ class WorkerSession:
         """A handler finished: end the job from its outcome unless it ended itself, free its slot, grab again."""
         self.running -= 1
         self.handled += 1
+        call_hook("on_job_end", self.on_job_end, job, outcome)
         chunks: list[bytes] = []
         owed: list[Owed] = []
         if not job.done:
@@ -579,8 +716,8 @@ class WorkerSession:
             log.debug("job %r is lost: output dropped", job.handle)
 
     def payload(self, job: WorkerJob, value: object) -> bytes:
-        """A result value as bytes (``to_payload`` with this worker's encoder)."""
-        return to_payload(value, self.encoder, job.function)
+        """A result value as bytes (``to_payload`` with this worker's codec)."""
+        return to_payload(value, self.codec, job.function)
 
     def exception_packets(self, job: WorkerJob, data: bytes) -> list[bytes]:
         """WORK_EXCEPTION (if the job's server accepted the ``exceptions`` option), then WORK_FAIL."""
@@ -638,9 +775,24 @@ class WorkerOptions(ConnectionKeywords, total=False):
     client_id: shown by admin ``workers`` (SET_CLIENT_ID) [None].
     prefix: prepended to every function name with a TAB, as the clients' ``prefix`` does [None].
     exceptions: ask each server to forward exceptions (OPTION_REQ); a raise then sends WORK_EXCEPTION first [True].
-    encoder: turns non-bytes, non-str return values into payloads (e.g. ``json_encoder``) [None].
+    codec: decodes workloads (``job.value``) and encodes results (``gearworks.codecs``: ``JSONCodec()``, or any
+        object with ``encode``/``decode``) [None: ``BytesCodec``, results bytes or str (UTF-8), None sent empty].
     drain_timeout: seconds ``stop(drain=True)`` and SIGTERM/SIGINT wait for jobs in hand [30.0].
-    reconnect_delay, max_reconnect_delay: backoff after a server fails, exponential with jitter [0.1, 10.0].
+    reconnect_delay, max_reconnect_delay: backoff after a server fails or is lost: doubling from
+        ``reconnect_delay`` to ``max_reconnect_delay`` seconds, with jitter (50 to 100 %), and retried at the cap for
+        as long as the server is down (a worker is never given up on a server) [0.1, 10.0].
+    poll_interval: seconds a connection sleeps (PRE_SLEEP) before it GRABs again without a NOOP, so epoch jobs
+        run on C gearmand, which wakes no sleeping worker when one comes due (libgearman workers poll the same
+        way); None: wait for NOOP only [5.0].
+
+    Hooks (arq's names) [None]; an exception in one is logged and the worker goes on, except in ``on_startup``:
+    on_startup(worker): in ``work()`` before it connects, on its thread (the event loop for ``AsyncWorker``, which
+        also takes a coroutine function); raising makes ``work()`` raise.
+    on_shutdown(worker): in ``work()`` after the connections are closed, just before it returns (same thread).
+    on_job_start(job): a plain function, run when a job is assigned, before its handler starts, on the thread that
+        runs ``work()`` (the event loop for ``AsyncWorker``; not a pool thread).
+    on_job_end(job, outcome): a plain function, run when the handler's ``Outcome`` (``value`` or ``error``) is
+        known, before the result is sent, on that same thread; not for jobs abandoned by an immediate stop.
 
     No ``command_timeout``: a server answers a worker's GRABs at once, and a sleeping worker waits for NOOP as long
     as it takes; keepalive finds a dead server.
@@ -651,10 +803,15 @@ class WorkerOptions(ConnectionKeywords, total=False):
     client_id: str | bytes | None
     prefix: str | bytes | None
     exceptions: bool
-    encoder: Encoder | None
+    codec: Codec | None
     drain_timeout: float
     reconnect_delay: float
     max_reconnect_delay: float
+    poll_interval: float | None
+    on_startup: WorkerHook | None
+    on_shutdown: WorkerHook | None
+    on_job_start: JobStartHook | None
+    on_job_end: JobEndHook | None
 
 
 class WorkerBase:
@@ -663,7 +820,7 @@ class WorkerBase:
 
     Args:
         servers: ``"host:port,host:port"``, a list, or None for ``$GEARMAN_SERVERS`` (else 127.0.0.1:4730).
-        options: see ``WorkerOptions`` (concurrency, grab mode, client id, prefix, exceptions, encoder, drain and
+        options: see ``WorkerOptions`` (concurrency, grab mode, client id, prefix, exceptions, codec, drain and
             reconnect timing, and the connection keywords).
     """
 
@@ -672,7 +829,7 @@ class WorkerBase:
         servers: str | ServerAddress | Iterable[str | ServerAddress] | None = None,
         **options: Unpack[WorkerOptions],
     ) -> None:
-        self.connect_options = connect_options(options)
+        self.connect_options = connect_options(options, WorkerOptions, type(self).__name__)
         self.session = WorkerSession(
             parse_servers(servers),
             concurrency=options.get("concurrency", 1),
@@ -680,11 +837,16 @@ class WorkerBase:
             client_id=name_bytes(options.get("client_id")),
             prefix=name_bytes(options.get("prefix")),
             exceptions=options.get("exceptions", True),
-            encoder=options.get("encoder"),
+            codec=options.get("codec"),
             reconnect_delay=options.get("reconnect_delay", 0.1),
             max_reconnect_delay=options.get("max_reconnect_delay", 10.0),
+            poll_interval=options.get("poll_interval", 5.0),
+            on_job_start=options.get("on_job_start"),
+            on_job_end=options.get("on_job_end"),
         )
         self.drain_timeout = options.get("drain_timeout", 30.0)
+        self.on_startup = options.get("on_startup")
+        self.on_shutdown = options.get("on_shutdown")
 
     def _check_handler(self, handler: Handler) -> None:
         """Refuse handlers this front-end cannot run (overridden by drivers)."""
@@ -753,7 +915,7 @@ class WorkerBase:
         return list(self.session.registrations)
 
 
-def is_coroutine_handler(handler: Handler) -> bool:
+def is_coroutine_handler(handler: Callable[..., object]) -> bool:
     """Whether calling ``handler`` gives a coroutine to await."""
     call = getattr(handler, "__call__", None)  # noqa: B004 - an object whose __call__ is async
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)

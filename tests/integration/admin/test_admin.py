@@ -14,7 +14,7 @@ from gearworks.admin import Admin, AsyncAdmin, DeadLetter, FunctionStatus, Prior
 from gearworks.errors import ConnectionLost, ServerError
 from gearworks.protocol import Decoder, Packet, PacketType, encode
 from tests.conftest import ServerFactory, require
-from tests.integration.server_wire import abandon
+from tests.integration.server_wire import Wire, abandon
 from tests.servers import ServerProcess, perl_gearmand_process, running
 
 
@@ -130,6 +130,20 @@ def test_functions_and_maxqueue(gearmand: ServerProcess, admin_factory: AdminFac
     assert all(row.function != b"newfn" for row in admin.status())
     with pytest.raises(ServerError, match="not found"):
         admin.drop_function("newfn")
+
+
+def test_maxqueue_of_an_unseen_function_sticks_on_gearworks(
+    gearworks_server: ServerProcess, admin_factory: AdminFactory
+) -> None:
+    # gearmand answers OK and forgets the cap; gearworks creates the function with it (#13 item 14).
+    admin = admin_factory(gearworks_server.address)
+    admin.maxqueue("capped-new", 1)
+    assert FunctionStatus(b"capped-new", 0, 0, 0) in admin.status()
+    with Wire(gearworks_server.port) as client:
+        assert client.request(PacketType.SUBMIT_JOB_BG, b"capped-new", b"", b"1").type is PacketType.JOB_CREATED
+        full = client.request(PacketType.SUBMIT_JOB_BG, b"capped-new", b"", b"2")
+    assert full.args == (b"QUEUE_ERROR", b"Job queue is full")
+    assert FunctionStatus(b"capped-new", 1, 0, 0) in admin.status()
 
 
 def test_shutdown_is_refused_by_gearmand(gearmand: ServerProcess, admin_factory: AdminFactory) -> None:

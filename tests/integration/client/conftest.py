@@ -78,7 +78,8 @@ class Front:
         if self.loop is None:
             jobs: list[Job] = task_set.wait(timeout)
             return jobs
-        return self._run(lambda: task_set.wait(timeout))  # type: ignore[no-any-return]
+        done: list[Job] = self._run(lambda: task_set.wait(timeout))
+        return done
 
     def get_status(self, handle: bytes) -> JobStatus:
         status: JobStatus = self._either("get_status", handle)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gearworks.admin import Admin, DeadLetter
-from gearworks.protocol import Decoder, Packet, PacketType, encode
+from gearworks.protocol import RES, Decoder, Packet, PacketType, encode
 from tests.integration.server_wire import abandon
 from tests.servers import ServerProcess, gearworks_process
 
@@ -132,7 +132,12 @@ def test_kill_9_mid_storm_loses_no_acknowledged_job(queue_url: str) -> None:
         # acknowledged before its write was safe would lose the rest of that batch's acknowledged jobs.
         killed = threading.Event()
         storm.kill_at = len(storm.acked) + 1
-        storm.on_ack = lambda: (os.kill(server.pid, signal.SIGKILL), killed.set())
+
+        def kill_now() -> None:
+            os.kill(server.pid, signal.SIGKILL)
+            killed.set()
+
+        storm.on_ack = kill_now
         storm.send(5000)
         assert killed.wait(30), "no acknowledgement of the final batch"
         server.kill()
@@ -164,6 +169,28 @@ def test_unique_keys_coalesce_and_epoch_jobs_wait_after_a_restart(queue_url: str
         assert drain(server.port, b"ep", idle=0.5) == []  # not due yet
         time.sleep(max(0.0, due - time.time()))
         assert drain(server.port, b"ep", idle=2) == [b"later"]
+    finally:
+        server.close()
+
+
+def test_a_restored_epoch_job_comes_due_with_no_connection_open(tmp_path: Path) -> None:
+    server = gearworks_process("-q", f"sqlite:///{tmp_path / 'queue.db'}")
+    try:
+        server.start()
+        due = int(time.time()) + 5  # room for the restart
+        submit_one(server.port, PacketType.SUBMIT_JOB_EPOCH, b"ep", b"", b"%d" % due, b"x")
+        server.kill()
+        server.start()
+        assert time.time() < due
+        time.sleep(due + 0.5 - time.time())  # nothing talks to the server meanwhile
+        # CAN_DO and GRAB_JOB in one batch: the job is assigned only if the server's timer released it on time.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(encode(PacketType.CAN_DO, [b"ep"]) + encode(PacketType.GRAB_JOB))
+            decoder = Decoder()
+            replies: list[Packet | bytes] = []
+            while not replies:
+                replies.extend(decoder.feed(sock.recv(65536)))
+        assert replies == [Packet(PacketType.JOB_ASSIGN, (b"H:vm:1", b"ep", b"x"), RES)]
     finally:
         server.close()
 

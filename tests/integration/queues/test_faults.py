@@ -93,7 +93,7 @@ def _answers_meanwhile(port: int) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
         sock.sendall(encode(PacketType.ECHO_REQ, [b"ping"]))
         assert len(sock.recv(100)) == 16
-    with Admin(f"127.0.0.1:{port}", timeout=2) as admin:
+    with Admin(f"127.0.0.1:{port}", command_timeout=2) as admin:
         admin.status()
     assert time.monotonic() - start < 0.5
 

@@ -32,26 +32,26 @@ class RunningWorker:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
 
-    def start(self, max_jobs: int | None = None) -> RunningWorker:
-        self._thread = threading.Thread(target=self._main, args=(max_jobs,), daemon=True)
+    def start(self, max_jobs: int | None = None, *, burst: bool = False) -> RunningWorker:
+        self._thread = threading.Thread(target=self._main, args=(max_jobs, burst), daemon=True)
         self._thread.start()
         self._ready.wait(5)
         return self
 
-    def _main(self, max_jobs: int | None) -> None:
+    def _main(self, max_jobs: int | None, burst: bool) -> None:
         try:
             if isinstance(self.worker, AsyncWorker):
-                self.handled = asyncio.run(self._work_async(self.worker, max_jobs))
+                self.handled = asyncio.run(self._work_async(self.worker, max_jobs, burst))
             else:
                 self._ready.set()
-                self.handled = self.worker.work(max_jobs, handle_signals=False)
+                self.handled = self.worker.work(max_jobs, burst=burst, handle_signals=False)
         except BaseException as exc:
             self.error = exc
 
-    async def _work_async(self, worker: AsyncWorker, max_jobs: int | None) -> int:
+    async def _work_async(self, worker: AsyncWorker, max_jobs: int | None, burst: bool) -> int:
         self._loop = asyncio.get_running_loop()
         self._ready.set()
-        return await worker.work(max_jobs, handle_signals=False)
+        return await worker.work(max_jobs, burst=burst, handle_signals=False)
 
     def stop(self, drain: bool = False) -> None:
         if self._loop is not None and isinstance(self.worker, AsyncWorker):

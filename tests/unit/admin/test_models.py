@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gearworks.admin import commands
@@ -13,20 +15,21 @@ from gearworks.admin.models import (
     JobInfo,
     PriorityStatus,
     QueuedJob,
+    Rows,
     WorkerInfo,
 )
 from gearworks.errors import ProtocolError, ServerError
 from gearworks.protocol import AdminReply, AdminReplyReader, ReplyShape
 
 
-def reply_to(command: commands.AdminCommand[object], data: bytes) -> AdminReply:
+def reply_to(command: commands.AdminCommand[Any], data: bytes) -> AdminReply:
     reader = AdminReplyReader()
     reader.expect(command.shape)
     (reply,) = reader.feed(data)
     return reply
 
 
-def run(command: commands.AdminCommand[object], data: bytes) -> object:
+def run(command: commands.AdminCommand[Any], data: bytes) -> object:
     return command.result(reply_to(command, data), "127.0.0.1:4730")
 
 
@@ -38,8 +41,9 @@ def test_status_rows_and_raw() -> None:
         FunctionStatus(b"mr", 5, 2, 3),
         FunctionStatus(b"", 0, 0, 1),
     ]
-    assert rows.raw == data  # type: ignore[attr-defined]
-    assert rows[1].queued == 3  # type: ignore[index]
+    assert isinstance(rows, Rows)
+    assert rows.raw == data
+    assert rows[1].queued == 3
 
 
 def test_perl_jobs_and_clients_rows_of_prefixed_functions() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from gearworks import Admin, AsyncAdmin, AsyncClient, AsyncWorker, Client, Worker
 from gearworks.connection import ConnectOptions, connect_options
+from gearworks.connection.options import ConnectionKeywords
 
 FRONTS: list[Callable[..., Any]] = [Client, AsyncClient, Worker, AsyncWorker, Admin, AsyncAdmin]
 
@@ -42,7 +43,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_defaults_are_those_documented() -> None:
-    assert connect_options({}) == ConnectOptions(connect_timeout=5.0, keepalive=True, keepalive_idle=60, tls=None)
+    assert connect_options({}, ConnectionKeywords, "Test") == ConnectOptions(
+        connect_timeout=5.0, keepalive=True, keepalive_idle=60, tls=None
+    )
 
 
 @pytest.mark.parametrize("front", FRONTS, ids=lambda front: front.__name__)
@@ -76,4 +79,12 @@ def test_clients_and_admin_clients_take_a_command_timeout(front: Callable[..., A
 
 def test_an_ssl_context_wins_over_files() -> None:
     context = ssl.create_default_context()
-    assert connect_options({"ssl_context": context, "ca_file": "/nonexistent.pem"}).tls is context
+    keywords: ConnectionKeywords = {"ssl_context": context, "ca_file": "/nonexistent.pem"}
+    assert connect_options(keywords, ConnectionKeywords, "Test").tls is context
+
+
+@pytest.mark.parametrize("front", FRONTS, ids=lambda front: front.__name__)
+def test_a_misspelt_keyword_is_refused_naming_it(front: Callable[..., Any]) -> None:
+    # A TypedDict-typed **options is only checked by type checkers: at run time the front-end checks it.
+    with pytest.raises(TypeError, match=rf"{front.__name__}\(\) got an unexpected keyword argument 'timeout'"):
+        front("127.0.0.1:4730", timeout=2)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from gearworks.protocol import PacketType
+from gearworks.protocol import RES, Decoder, Packet, PacketType
 from gearworks.server.admin import AdminAction, AdminCommands
 from gearworks.server.board import Board
 from gearworks.server.dispatch import Handler, packet_table
@@ -113,6 +113,22 @@ def test_maxqueue_forms(board: Board, admin: AdminCommands, line: bytes, caps: t
     board.function(b"f").maxqueue = (9, 9, 9)
     assert ask(admin, line) == b"OK\r\n"
     assert board.functions[b"f"].maxqueue == caps
+
+
+def test_maxqueue_of_an_unseen_function_creates_it_capped(
+    board: Board, admin: AdminCommands, dispatch: dict[PacketType, Handler]
+) -> None:
+    assert ask(admin, b"maxqueue nosuch 1") == b"OK\r\n"
+    assert ask(admin, b"maxqueue other") == b"OK\r\n"  # lifting no cap creates nothing
+    assert ask(admin, b"status") == b"nosuch\t0\t0\t0\n.\n"
+    client = board.connect()
+    dispatch[T.SUBMIT_JOB_BG](client, (b"nosuch", b"", b"1"))
+    dispatch[T.SUBMIT_JOB_BG](client, (b"nosuch", b"", b"2"))
+    replies = list(Decoder().feed(b"".join(client.take_out())))
+    assert replies == [
+        Packet(T.JOB_CREATED, (b"H:t:1",), RES),
+        Packet(T.ERROR, (b"QUEUE_ERROR", b"Job queue is full"), RES),
+    ]
 
 
 def test_cancel_job_ok(board: Board, admin: AdminCommands, dispatch: dict[PacketType, Handler]) -> None:

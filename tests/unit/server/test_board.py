@@ -266,6 +266,29 @@ def test_work_exception_goes_only_to_clients_that_asked() -> None:
     assert received(cn) == [pkt(T.WORK_FAIL, b"H:t:1")]
 
 
+@pytest.mark.parametrize(("ptype", "rest"), [(T.WORK_FAIL, ()), (T.WORK_COMPLETE, (b"r",))])
+def test_a_result_after_the_workers_own_work_exception_is_accepted_silently(
+    ptype: PacketType, rest: tuple[bytes, ...]
+) -> None:
+    # Perl's Gearman::Worker sends WORK_EXCEPTION then WORK_FAIL (or WORK_COMPLETE) when a handler dies (#13 item 13).
+    b = board()
+    c = peer(b)
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"a")
+    send(b, c, T.SUBMIT_JOB, b"f", b"", b"b")
+    w, other = worker(b, b"f"), worker(b, b"f")
+    send(b, w, T.GRAB_JOB)
+    send(b, w, T.WORK_EXCEPTION, b"H:t:1", b"boom")
+    assert send(b, w, ptype, b"H:t:1", *rest) == []
+    assert received(c) == [pkt(T.WORK_FAIL, b"H:t:1")]
+    not_found = [pkt(T.ERROR, b"JOB_NOT_FOUND", b"Job given in work result not found")]
+    assert send(b, w, ptype, b"H:t:1", *rest) == not_found  # only the one right after
+    send(b, w, T.GRAB_JOB)
+    send(b, w, T.WORK_EXCEPTION, b"H:t:2", b"boom")
+    assert send(b, other, ptype, b"H:t:2", *rest) == not_found  # only from the worker that excepted
+    assert send(b, w, T.WORK_FAIL, b"H:t:2") == []
+    assert send(b, w, T.GRAB_JOB) == [pkt(T.NO_JOB)]
+
+
 def test_exceptions_option_on_for_everyone() -> None:
     b = board(exceptions=True)
     assert peer(b).exceptions

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,27 +18,74 @@ FUNCTIONS = (b"f", b"g")
 UNIQUES = (b"", b"u1", b"u2", b"-")
 PAYLOADS = (b"", b"a", b"b")
 
-op = st.one_of(
-    st.tuples(
-        st.just("submit"),
-        st.integers(0, 2),
+
+class Submit(NamedTuple):
+    peer: int
+    ptype: PacketType
+    function: bytes
+    unique: bytes
+    payload: bytes
+
+
+class CanDo(NamedTuple):
+    peer: int
+    function: bytes
+    timeout: bytes
+
+
+class CantDo(NamedTuple):
+    peer: int
+    function: bytes | None
+
+
+class Grab(NamedTuple):
+    peer: int
+    ptype: PacketType
+
+
+class PreSleep(NamedTuple):
+    peer: int
+
+
+class Work(NamedTuple):
+    peer: int
+    ptype: PacketType
+
+
+class Disconnect(NamedTuple):
+    peer: int
+
+
+class Cancel(NamedTuple):
+    number: int
+
+
+class Tick(NamedTuple):
+    seconds: float
+
+
+Op = Submit | CanDo | CantDo | Grab | PreSleep | Work | Disconnect | Cancel | Tick
+PEER = st.integers(0, 2)
+
+op: st.SearchStrategy[Op] = st.one_of(
+    st.builds(
+        Submit,
+        PEER,
         st.sampled_from([T.SUBMIT_JOB, T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_LOW_BG, T.SUBMIT_JOB_EPOCH]),
         st.sampled_from(FUNCTIONS),
         st.sampled_from(UNIQUES),
         st.sampled_from(PAYLOADS),
     ),
-    st.tuples(st.just("can_do"), st.integers(0, 2), st.sampled_from(FUNCTIONS), st.sampled_from((b"", b"1"))),
-    st.tuples(st.just("cant_do"), st.integers(0, 2), st.sampled_from((*FUNCTIONS, None))),
-    st.tuples(st.just("grab"), st.integers(0, 2), st.sampled_from([T.GRAB_JOB, T.GRAB_JOB_UNIQ, T.GRAB_JOB_ALL])),
-    st.tuples(st.just("pre_sleep"), st.integers(0, 2)),
-    st.tuples(
-        st.just("work"),
-        st.integers(0, 2),
-        st.sampled_from([T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION, T.WORK_DATA, T.WORK_STATUS]),
+    st.builds(CanDo, PEER, st.sampled_from(FUNCTIONS), st.sampled_from((b"", b"1"))),
+    st.builds(CantDo, PEER, st.sampled_from((*FUNCTIONS, None))),
+    st.builds(Grab, PEER, st.sampled_from([T.GRAB_JOB, T.GRAB_JOB_UNIQ, T.GRAB_JOB_ALL])),
+    st.builds(PreSleep, PEER),
+    st.builds(
+        Work, PEER, st.sampled_from([T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION, T.WORK_DATA, T.WORK_STATUS])
     ),
-    st.tuples(st.just("disconnect"), st.integers(0, 2)),
-    st.tuples(st.just("cancel"), st.integers(1, 30)),
-    st.tuples(st.just("tick"), st.floats(0, 5)),
+    st.builds(Disconnect, PEER),
+    st.builds(Cancel, st.integers(1, 30)),
+    st.builds(Tick, st.floats(0, 5)),
 )
 
 
@@ -67,9 +116,7 @@ def check(board: Board) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(op, min_size=20, max_size=80), st.integers(0, 2), st.booleans())
-def test_random_operations_keep_counts_and_indexes_consistent(
-    ops: list[tuple[object, ...]], retries: int, round_robin: bool
-) -> None:
+def test_random_operations_keep_counts_and_indexes_consistent(ops: list[Op], retries: int, round_robin: bool) -> None:
     board = Board(handles=HandleFactory(b"H:t"), job_retries=retries, round_robin=round_robin)
     dispatch = packet_table(board)
     peers: list[Peer | None] = [None] * 3
@@ -82,46 +129,42 @@ def test_random_operations_keep_counts_and_indexes_consistent(
         assert found is not None
         return found
 
-    for kind, *rest in ops:
+    for each_op in ops:
         board.now = now
-        if kind == "submit":
-            index, ptype, function, unique, payload = rest
-            args = (function, unique, b"%d" % (now + 2), payload) if ptype is T.SUBMIT_JOB_EPOCH else ()
-            dispatch[ptype](peer(index), args or (function, unique, payload))  # type: ignore[index,arg-type]
-        elif kind == "can_do":
-            index, function, timeout = rest
-            if timeout:
-                dispatch[T.CAN_DO_TIMEOUT](peer(index), (function, timeout))  # type: ignore[arg-type]
-            else:
-                dispatch[T.CAN_DO](peer(index), (function,))  # type: ignore[arg-type]
-        elif kind == "cant_do":
-            index, function = rest
-            target = peer(index)  # type: ignore[arg-type]
-            if function is None:
-                dispatch[T.RESET_ABILITIES](target, ())
-            else:
-                dispatch[T.CANT_DO](target, (function,))  # type: ignore[arg-type]
-        elif kind == "grab":
-            index, ptype = rest
-            dispatch[ptype](peer(index), ())  # type: ignore[index,arg-type]
-        elif kind == "pre_sleep":
-            dispatch[T.PRE_SLEEP](peer(rest[0]), ())  # type: ignore[arg-type]
-        elif kind == "work":
-            index, ptype = rest
-            worker = peer(index)  # type: ignore[arg-type]
-            for job in list(worker.running)[:1]:
-                args = (job.handle, b"1", b"2") if ptype is T.WORK_STATUS else (job.handle, b"r")
-                dispatch[ptype](worker, args[:1] if ptype is T.WORK_FAIL else args)  # type: ignore[index]
-        elif kind == "disconnect":
-            index = rest[0]
-            if peers[index] is not None:  # type: ignore[index]
-                board.disconnect(peers[index])  # type: ignore[arg-type,index]
-                peers[index] = None  # type: ignore[index]
-        elif kind == "cancel":
-            board.cancel(b"H:t:%d" % rest[0])  # type: ignore[str-bytes-safe]
-        else:
-            now += rest[0]  # type: ignore[operator]
-            board.tick(now)
+        match each_op:
+            case Submit(index, ptype, function, unique, payload):
+                if ptype is T.SUBMIT_JOB_EPOCH:
+                    dispatch[ptype](peer(index), (function, unique, b"%d" % (now + 2), payload))
+                else:
+                    dispatch[ptype](peer(index), (function, unique, payload))
+            case CanDo(index, function, timeout):
+                if timeout:
+                    dispatch[T.CAN_DO_TIMEOUT](peer(index), (function, timeout))
+                else:
+                    dispatch[T.CAN_DO](peer(index), (function,))
+            case CantDo(index, None):
+                dispatch[T.RESET_ABILITIES](peer(index), ())
+            case CantDo(index, bytes() as function):
+                dispatch[T.CANT_DO](peer(index), (function,))
+            case Grab(index, ptype):
+                dispatch[ptype](peer(index), ())
+            case PreSleep(index):
+                dispatch[T.PRE_SLEEP](peer(index), ())
+            case Work(index, ptype):
+                worker = peer(index)
+                for job in list(worker.running)[:1]:
+                    args = (job.handle, b"1", b"2") if ptype is T.WORK_STATUS else (job.handle, b"r")
+                    dispatch[ptype](worker, args[:1] if ptype is T.WORK_FAIL else args)
+            case Disconnect(index):
+                gone = peers[index]
+                if gone is not None:
+                    board.disconnect(gone)
+                    peers[index] = None
+            case Cancel(number):
+                board.cancel(b"H:t:%d" % number)
+            case Tick(seconds):
+                now += seconds
+                board.tick(now)
         for each in board.take_ready():
             each.take_out()
         check(board)

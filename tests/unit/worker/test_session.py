@@ -7,9 +7,10 @@ import pickle
 
 import pytest
 
+from gearworks.codecs import JSONCodec
 from gearworks.connection import ServerAddress
 from gearworks.protocol import RES, Decoder, Packet, PacketType
-from gearworks.worker import WorkerJob, json_encoder
+from gearworks.worker import WorkerJob
 from gearworks.worker.session import GrabMode, Outcome, ServerLink, WorkerSession
 
 T = PacketType
@@ -201,24 +202,26 @@ def test_result_and_next_grab_leave_in_one_write() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "encoder", "sent"),
+    ("value", "codec", "sent"),
     [
         (b"raw\x00bytes", None, (T.WORK_COMPLETE, (b"H:1", b"raw\x00bytes"))),
         ("text", None, (T.WORK_COMPLETE, (b"H:1", b"text"))),
         (bytearray(b"ba"), None, (T.WORK_COMPLETE, (b"H:1", b"ba"))),
         (None, None, (T.WORK_COMPLETE, (b"H:1", b""))),
-        ({"a": [1, 2]}, json_encoder, (T.WORK_COMPLETE, (b"H:1", b'{"a":[1,2]}'))),
+        ({"a": [1, 2]}, JSONCodec(), (T.WORK_COMPLETE, (b"H:1", b'{"a":[1,2]}'))),
+        ("text", JSONCodec(), (T.WORK_COMPLETE, (b"H:1", b'"text"'))),
+        (None, JSONCodec(), (T.WORK_COMPLETE, (b"H:1", b"null"))),
     ],
 )
-def test_return_values_become_work_complete(value: object, encoder: object, sent: tuple[object, ...]) -> None:
-    session, wires = ready(exceptions=False, encoder=encoder)
+def test_return_values_become_work_complete(value: object, codec: object, sent: tuple[object, ...]) -> None:
+    session, wires = ready(exceptions=False, codec=codec)
     job = assign(session, session.links[0], b"H:1")
     wires[0].take()
     session.job_returned(job, Outcome(value))
     assert wires[0].take()[0] == sent
 
 
-def test_non_bytes_result_without_encoder_fails_the_job_with_a_clear_error() -> None:
+def test_non_bytes_result_without_a_codec_fails_the_job_with_a_clear_error() -> None:
     session, wires = ready()
     link = session.links[0]
     session.receive(link, res(T.OPTION_RES, b"exceptions"))
@@ -415,3 +418,122 @@ def test_a_server_that_ignores_the_option_still_gets_grabs_counted() -> None:
     assert link.outstanding == 0
     assert session.reserved == 0
     assert not link.exceptions
+
+
+def test_a_worker_keeps_retrying_at_the_cap_through_2000_failed_connects() -> None:
+    """Two thousand failed attempts (hours of outage, time passed in): every retry is still scheduled, at the cap,
+    and the first connection that works resets the backoff and serves."""
+    session, wires = make(reconnect_delay=0.1, max_reconnect_delay=10.0)
+    session.register("f", noop_handler)
+    session.start()
+    link = session.links[0]
+    now = 0.0
+    for _ in range(2000):
+        assert session.wants_connection(link)
+        session.connect_failed(link, now)
+        delay = link.backoff.delay(now)
+        assert 0 < delay <= 10.0
+        now += delay
+    assert delay >= 5.0  # at the cap (jitter: 50 to 100 %)
+    assert link.backoff.available(now)
+    plug(session, link, wires[0])
+    assert (T.GRAB_JOB_UNIQ, ()) in wires[0].take()
+    assert link.backoff.failures == 0
+
+
+def test_a_codec_decodes_the_workload_into_value_and_encodes_the_result() -> None:
+    session, wires = ready(exceptions=False, codec=JSONCodec())
+    job = assign(session, session.links[0], b"H:1", data=b'{"n":[1,2]}')
+    assert job.workload == b'{"n":[1,2]}'  # the bytes stay as the server sent them
+    assert job.value == {"n": [1, 2]}
+    assert pickle.loads(pickle.dumps(job)).value == {"n": [1, 2]}  # a process pool's copy decodes too
+    wires[0].take()
+    session.job_returned(job, Outcome({"sum": 3}))
+    assert wires[0].take()[0] == (T.WORK_COMPLETE, (b"H:1", b'{"sum":3}'))
+    plain, _ = ready()
+    assert assign(plain, plain.links[0], b"H:2", data=b"raw").value == b"raw"  # default: the bytes themselves
+
+
+def test_a_sleeping_link_grabs_again_after_the_poll_interval() -> None:
+    """gearmand sends no NOOP when an epoch job comes due: a link asleep for poll_interval seconds GRABs again."""
+    session, wires = ready(exceptions=False, poll_interval=5.0)
+    link, wire = session.links[0], wires[0]
+    wire.take()
+    assert session.poll(100.0) is None  # nothing asleep
+    session.receive(link, res(T.NO_JOB))
+    assert wire.take() == [(T.PRE_SLEEP, ())]
+    assert session.unstamped
+    assert session.poll(100.0) == 5.0  # first seen asleep now
+    assert session.poll(104.0) == 1.0
+    assert wire.take() == []
+    assert session.poll(105.0) is None
+    assert wire.take() == [(T.GRAB_JOB_UNIQ, ())]
+    session.receive(link, res(T.NO_JOB))
+    assert wire.take() == [(T.PRE_SLEEP, ())]  # and back to sleep, timed afresh
+    assert session.poll(106.0) == 5.0
+
+
+def test_poll_interval_none_waits_for_noop_only() -> None:
+    session, wires = ready(exceptions=False, poll_interval=None)
+    session.receive(session.links[0], res(T.NO_JOB))
+    wires[0].take()
+    assert session.poll(0.0) is None
+    assert session.poll(1e9) is None
+    assert wires[0].take() == []
+
+
+def test_burst_stops_accepting_once_every_server_answered_no_job() -> None:
+    session, wires = make(2, concurrency=2, exceptions=False)
+    session.register("f", noop_handler)
+    session.start(burst=True)
+    connect(session, wires)
+    first, second = session.links
+    job = assign(session, first, b"H:1")
+    session.receive(first, res(T.NO_JOB))
+    session.receive(second, res(T.NO_JOB))
+    assert all((T.PRE_SLEEP, ()) not in wire.take() for wire in wires)  # a batch consumer never sleeps
+    assert not session.accepting  # drained: the job in hand still runs
+    assert not session.finished
+    session.job_returned(job, Outcome(b"done"))
+    assert wires[0].take() == [(T.WORK_COMPLETE, (b"H:1", b"done"))]  # and no GRAB after it
+    assert session.finished
+    assert session.last_job is job
+
+
+def test_burst_counts_a_server_that_cannot_be_reached_as_empty() -> None:
+    session, wires = make(2, exceptions=False)
+    session.register("f", noop_handler)
+    session.start(burst=True)
+    plug(session, session.links[0], wires[0])
+    session.receive(session.links[0], res(T.NO_JOB))
+    assert session.accepting  # the other server was never tried
+    session.connect_failed(session.links[1], now=0.0)
+    assert session.finished
+
+
+def test_job_hooks_run_around_each_handler_and_a_raising_hook_is_only_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[object] = []
+
+    def on_job_start(job: WorkerJob) -> None:
+        calls.append(("start", job.handle))
+        raise RuntimeError("hook bug")
+
+    session, wires = ready(
+        exceptions=False, on_job_start=on_job_start, on_job_end=lambda job, outcome: calls.append(outcome)
+    )
+    job = assign(session, session.links[0], b"H:1")
+    wires[0].take()
+    session.job_returned(job, Outcome(b"ok"))
+    assert calls == [("start", b"H:1"), Outcome(b"ok")]
+    assert wires[0].take()[0] == (T.WORK_COMPLETE, (b"H:1", b"ok"))  # the job went on despite the hook
+    assert "on_job_start hook raised" in caplog.text
+
+
+def test_coroutine_job_hooks_are_refused() -> None:
+    async def on_job_start(job: WorkerJob) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="plain functions"):
+        make(on_job_start=on_job_start)
