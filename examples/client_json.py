@@ -1,6 +1,6 @@
 """JSON payloads: a client and a worker that both use ``JSONCodec``, so objects go in and objects come out.
 
-    python examples/client_json.py 127.0.0.1:4730
+python examples/client_json.py 127.0.0.1:4730
 """
 
 from __future__ import annotations

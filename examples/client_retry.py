@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import threading
 import time
 
@@ -34,7 +35,7 @@ def main() -> None:
         with Client(args.servers, retry_delay=0.2, retry_delay_max=1.0) as client:
             retries: list[int] = []
             result = client.do("fetch", "report.csv", retry_count=3, timeout=30, on_retry=retries.append)
-        gaps = [round(later - earlier, 1) for earlier, later in zip(attempts, attempts[1:], strict=False)]
+        gaps = [round(later - earlier, 1) for earlier, later in itertools.pairwise(attempts)]
         print(f"{result.decode()} after {len(attempts)} attempts; retries {retries}; waited at least {gaps} s")
     finally:
         worker.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -141,6 +142,18 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def announced(self, scheme: str, timeout: float = 10.0) -> int:
+        """The port of gearworks' ``listening on SCHEME://127.0.0.1:PORT`` log line (``tcp``, ``http``, ``https``):
+        with an HTTP listener too, the first port seen listening may not be the job port."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(rf"listening on {scheme}://127\.0\.0\.1:(\d+)", self.log())
+            if found:
+                return int(found.group(1))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {scheme} listening line in {self.log()!r}")
+            time.sleep(0.02)
 
     def close(self) -> None:
         self.stop()

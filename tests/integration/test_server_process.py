@@ -191,6 +191,25 @@ def test_tls_listener(pki: Path) -> None:
         server.close()
 
 
+def test_http_listener_uses_tls_with_the_servers_ssl_options(pki: Path) -> None:
+    server = tls_server(pki, "--http-port", "0")
+    try:
+        https = server.announced("https")
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        with (
+            socket.create_connection(("127.0.0.1", https), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(b"GET /api/workers HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := tls.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert reply.endswith(b"\r\n\r\n[]")
+    finally:
+        server.close()
+
+
 def test_tls_with_ca_file_requires_client_certificates(pki: Path) -> None:
     server = tls_server(pki, "--ssl-ca-file", str(pki / "ca.pem"))
     try:

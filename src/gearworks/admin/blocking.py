@@ -140,6 +140,10 @@ class Admin(AdminSettings):
         unknown handle)."""
         return self._run(commands.purge_dead(handle))
 
+    def stats(self, function: str | bytes | None = None) -> models.Rows[models.FunctionStats]:
+        """gearworks' per-function counters, gauges and p50/p99 latencies (all functions, or one)."""
+        return self._run(commands.stats(function))
+
     def shutdown(self, graceful: bool = False) -> None:
         """Stop the server (gearmand 1.1.20 refuses: ServerError UNKNOWN_COMMAND); the connection is closed."""
         try:

@@ -35,6 +35,7 @@ __all__ = [
     "show_jobs",
     "show_unique_jobs",
     "shutdown",
+    "stats",
     "status",
     "verbose",
     "version",
@@ -201,6 +202,11 @@ def requeue_dead(handle: str | bytes | None = None) -> AdminCommand[int]:
 def purge_dead(handle: str | bytes | None = None) -> AdminCommand[int]:
     """gearworks' ``dead purge HANDLE|all``: how many dead letters were forgotten."""
     return _command(_count, "dead", "purge", "all" if handle is None else handle)
+
+
+def stats(function: str | bytes | None = None) -> AdminCommand[models.Rows[models.FunctionStats]]:
+    """gearworks' ``stats [FUNCTION]``: counters, gauges and latencies per function."""
+    return _command(models.parse_stats, "stats", *(() if function is None else (function,)))
 
 
 def shutdown(graceful: bool = False) -> AdminCommand[None]:

@@ -17,6 +17,7 @@ __all__ = [
     "ClientInfo",
     "ClientJob",
     "DeadLetter",
+    "FunctionStats",
     "FunctionStatus",
     "JobInfo",
     "PriorityStatus",
@@ -30,6 +31,7 @@ __all__ = [
     "parse_prioritystatus",
     "parse_show_jobs",
     "parse_show_unique_jobs",
+    "parse_stats",
     "parse_status",
     "parse_workers",
 ]
@@ -138,6 +140,40 @@ class DeadLetter:
     function: bytes
     unique: bytes
     retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStats:
+    """One line of gearworks' ``stats``: a function's gauges, its counters since the server started, and p50/p99
+    of queue wait (submission to hand-out) and run time (hand-out to result) in seconds, None before the first job.
+
+    ``submitted_foreground`` and ``submitted_background`` are jobs created per priority (high, normal, low).
+    """
+
+    function: bytes
+    queued: int
+    running: int
+    workers: int
+    submitted_foreground: tuple[int, int, int]
+    submitted_background: tuple[int, int, int]
+    completed: int
+    failed: int
+    exceptions: int
+    retried: int
+    timed_out: int
+    cancelled: int
+    dead_lettered: int
+    bytes_in: int
+    bytes_out: int
+    wait_p50: float | None
+    wait_p99: float | None
+    run_p50: float | None
+    run_p99: float | None
+
+    @property
+    def submitted(self) -> int:
+        """Jobs created, every priority, foreground and background."""
+        return sum(self.submitted_foreground) + sum(self.submitted_background)
 
 
 def _int(field: bytes, reply: AdminReply) -> int:
@@ -252,6 +288,54 @@ def parse_dead_letters(reply: AdminReply) -> Rows[DeadLetter]:
             raise ProtocolError(f"expected tab-separated fields, got {line!r}")
         function, unique, retries = _fields(rest, 3, reply)
         rows.append(DeadLetter(handle, function, unique, _int(retries, reply)))
+    return Rows(rows, reply.raw)
+
+
+_STATS_COLUMNS = 23
+
+
+def _seconds_or_none(field: bytes, reply: AdminReply) -> float | None:
+    if field == b"-":
+        return None
+    try:
+        return float(field)
+    except ValueError:
+        raise ProtocolError(f"expected seconds in admin reply, got {field!r} in {reply.raw[:200]!r}") from None
+
+
+def parse_stats(reply: AdminReply) -> Rows[FunctionStats]:
+    """gearworks' ``stats``: ``NAME``, 18 counts (queued, running, workers, six submitted, completed, failed,
+    exceptions, retried, timed out, cancelled, dead-lettered, bytes in, bytes out) and four latencies, tab-separated
+    (the name may hold tabs: the columns are split from the right)."""
+    rows = []
+    for line in reply.lines:
+        name, *fields = _fields(line, _STATS_COLUMNS, reply)
+        n = [_int(field, reply) for field in fields[:18]]
+        latencies = [_seconds_or_none(field, reply) for field in fields[18:]]
+        wait_p50, wait_p99, run_p50, run_p99 = latencies
+        rows.append(
+            FunctionStats(
+                name,
+                queued=n[0],
+                running=n[1],
+                workers=n[2],
+                submitted_foreground=(n[3], n[4], n[5]),
+                submitted_background=(n[6], n[7], n[8]),
+                completed=n[9],
+                failed=n[10],
+                exceptions=n[11],
+                retried=n[12],
+                timed_out=n[13],
+                cancelled=n[14],
+                dead_lettered=n[15],
+                bytes_in=n[16],
+                bytes_out=n[17],
+                wait_p50=wait_p50,
+                wait_p99=wait_p99,
+                run_p50=run_p50,
+                run_p99=run_p99,
+            )
+        )
     return Rows(rows, reply.raw)
 
 

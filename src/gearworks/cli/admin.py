@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   gearworks admin maxqueue resize 100     cap a function's queue
   gearworks admin cancel-job H:vm:12
   gearworks admin requeue-dead            put every dead letter back in its queue
+  gearworks admin stats resize --json     one function's counters and latencies
   gearworks admin status --json --servers gear1:4730,gear2:4730
 """
 
@@ -70,6 +71,12 @@ def _purge_dead(admin: Admin, params: list[str]) -> str:
     return f"OK {admin.purge_dead(_optional(params))}"
 
 
+def _stats(admin: Admin, params: list[str]) -> object:
+    if len(params) > 1:
+        raise ValueError("give one function, or none for all")
+    return admin.stats(params[0] if params else None)
+
+
 def _shutdown(admin: Admin, params: list[str]) -> str:
     if params not in ([], ["graceful"]):
         raise ValueError("usage: gearworks admin shutdown [graceful]")
@@ -96,6 +103,7 @@ ACTIONS: dict[str, tuple[Action, str]] = {
     "dead-letters": (lambda a, _: a.dead_letters(), "jobs buried after --job-retries (gearworks)"),
     "requeue-dead": (_requeue_dead, "[HANDLE]: requeue one dead letter, or all (gearworks)"),
     "purge-dead": (_purge_dead, "[HANDLE]: forget one dead letter, or all (gearworks)"),
+    "stats": (_stats, "[FUNCTION]: counters and p50/p99 wait and run times per function (gearworks)"),
 }
 # gearadmin's flags and the action each stands for (``--create-function NAME`` takes the name).
 GEARADMIN_FLAGS = {
@@ -199,7 +207,7 @@ def _jsonable(result: object) -> object:
         return [_jsonable(row) for row in result]
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         row = {field.name: _jsonable(getattr(result, field.name)) for field in dataclasses.fields(result)}
-        for extra in ("queued",):
+        for extra in ("queued", "submitted"):
             if hasattr(result, extra):
                 row[extra] = getattr(result, extra)
         return row

@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   gearworks serve --unix-socket /run/gearman.sock --verbose INFO -l gearworks.log -P gearworks.pid
   gearworks serve --ssl --ssl-certificate server.pem --ssl-key server.key --ssl-ca-file ca.pem
   gearworks serve --config /etc/gearworks/gearworks.toml -p 4731     a TOML file, the flag overriding it
+  gearworks serve --http-port 8080                  and the dashboard on http://127.0.0.1:8080/, metrics at /metrics
   gearman -h 127.0.0.1 -f rev hello; gearadmin -h 127.0.0.1 --status   the C tools work against it
 """
 
@@ -215,6 +216,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "function, dead requeue/purge); replaces the default, loopback and Unix-socket peers "
         "(e.g. --admin-allow 127.0.0.1/32 10.1.0.0/16)",
     )
+    add(
+        "--http-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve /metrics, the JSON API and the dashboard on this port (off by default; 0 picks a free port)",
+    )
+    add("--http-listen", default="127.0.0.1", metavar="HOST", help="address of the HTTP listener (default 127.0.0.1)")
+    add(
+        "--http-token",
+        default=None,
+        metavar="TOKEN",
+        help="let non-loopback peers requeue, purge and cancel over HTTP with Authorization: Bearer TOKEN",
+    )
     _add_limits(parser)
     parser.set_defaults(handler=serve)
 
@@ -339,6 +354,9 @@ def serve(args: argparse.Namespace) -> int:
             idle_timeout=args.idle_timeout,
             packet_timeout=args.packet_timeout,
         ),
+        http_port=args.http_port,
+        http_listen=args.http_listen,
+        http_token=args.http_token,
     )
     try:
         if args.admin_allow is not None:

@@ -1,5 +1,6 @@
-"""``gearworks top``: a live view of every server's functions (queued, running, workers) and how fast their queues
-move, refreshed until ``q`` or Ctrl-C."""
+"""``gearworks top``: a live view of every server's functions (queued, running, workers), their rates (submitted,
+completed, failed per second) and p99 wait and run times from gearworks' admin ``stats``, refreshed until ``q`` or
+Ctrl-C. A server without ``stats`` (gearmand) is read with ``status``: its gauges are shown and its rates left blank."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gearworks.admin import Admin, FunctionStatus
+from gearworks.admin import Admin, FunctionStats, FunctionStatus
 from gearworks.cli.servers import add_server_arguments, connection_keywords, servers
 from gearworks.connection import ServerAddress
-from gearworks.errors import GearworksError
+from gearworks.errors import GearworksError, ServerError
 
 __all__ = ["Snapshot", "TopView", "register"]
 
@@ -31,31 +32,58 @@ EXAMPLES = """examples:
 """
 
 
+Row = FunctionStats | FunctionStatus
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One server's ``status`` at one moment (``error`` set when it could not be read)."""
+    """One server's ``stats`` (or, from gearmand, ``status``) at one moment (``error`` set when unreadable)."""
 
     server: str
     at: float
-    rows: tuple[FunctionStatus, ...] = ()
+    rows: tuple[Row, ...] = ()
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Jobs per second of one function between two snapshots."""
+
+    submitted: float
+    completed: float
+    failed: float
+
+
+def _failed(row: FunctionStats) -> int:
+    """Every end but completion: fail, exception, timeout, cancel, dead letter."""
+    return row.failed + row.exceptions + row.timed_out + row.cancelled + row.dead_lettered
 
 
 @dataclass
 class TopView:
-    """What the screen shows, derived from successive snapshots: per function its counts and queue rate."""
+    """What the screen shows, derived from successive snapshots: per function its gauges, rates and p99s."""
 
     previous: dict[str, Snapshot] = field(default_factory=dict)
-    rates: dict[tuple[str, bytes], float] = field(default_factory=dict)
+    rates: dict[tuple[str, bytes], Rates] = field(default_factory=dict)
 
     def update(self, snapshot: Snapshot) -> None:
-        """Take a new snapshot; the rate is the change of a function's total jobs per second since the last one."""
+        """Take a new snapshot; rates are the changes of each function's counters per second since the last one."""
         before = self.previous.get(snapshot.server)
         if before is not None and before.error is None and snapshot.error is None and snapshot.at > before.at:
-            old = {row.function: row.total for row in before.rows}
+            old = {row.function: row for row in before.rows if isinstance(row, FunctionStats)}
             elapsed = snapshot.at - before.at
             for row in snapshot.rows:
-                self.rates[(snapshot.server, row.function)] = (row.total - old.get(row.function, 0)) / elapsed
+                if not isinstance(row, FunctionStats):
+                    continue
+                last = old.get(row.function)
+                submitted, completed, failed = (
+                    (0, 0, 0) if last is None else (last.submitted, last.completed, _failed(last))
+                )
+                self.rates[(snapshot.server, row.function)] = Rates(
+                    (row.submitted - submitted) / elapsed,
+                    (row.completed - completed) / elapsed,
+                    (_failed(row) - failed) / elapsed,
+                )
         self.previous[snapshot.server] = snapshot
 
     def table(self) -> Table:
@@ -67,24 +95,43 @@ class TopView:
             ("QUEUED", "right"),
             ("RUNNING", "right"),
             ("WORKERS", "right"),
-            ("JOBS Δ/s", "right"),
+            ("IN/s", "right"),
+            ("DONE/s", "right"),
+            ("FAIL/s", "right"),
+            ("WAIT p99", "right"),
+            ("RUN p99", "right"),
         ):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for server, snapshot in self.previous.items():
             if snapshot.error is not None:
-                table.add_row(server, Text(snapshot.error, style="red"), "", "", "", "")
+                table.add_row(server, Text(snapshot.error, style="red"), *[""] * 8)
                 continue
-            for row in sorted(snapshot.rows, key=lambda r: (-r.total, r.function)):
+            for row in sorted(snapshot.rows, key=lambda r: (-r.queued - r.running, r.function)):
                 rate = self.rates.get((server, row.function))
+                rates = ["", "", ""] if rate is None else [f"{rate.submitted:.1f}", f"{rate.completed:.1f}",
+                                                           f"{rate.failed:.1f}"]  # fmt: skip
                 table.add_row(
                     server,
                     row.function.decode("utf-8", "backslashreplace"),
                     str(row.queued),
                     str(row.running),
                     str(row.workers),
-                    "" if rate is None else f"{rate:+.1f}",
+                    *rates,
+                    duration(row.wait_p99) if isinstance(row, FunctionStats) else "",
+                    duration(row.run_p99) if isinstance(row, FunctionStats) else "",
                 )
         return table
+
+
+def duration(seconds: float | None) -> str:
+    """A latency for a person: µs, ms or s with two or three significant digits; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f}µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g}ms"
+    return f"{seconds:.3g}s"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,7 +140,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "top",
         add_help=False,
         help="live view of the servers' functions",
-        description="Show every server's functions (queued, running, workers) live, refreshed until q or Ctrl-C.",
+        description="Show every server's functions (queued, running, workers, rates, p99 latencies) live, refreshed "
+        "until q or Ctrl-C.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -104,9 +152,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def poll(admin: Admin, address: ServerAddress) -> Snapshot:
-    """Read one server's status; a failure becomes a snapshot with ``error`` (the admin reconnects next time)."""
+    """Read one server's ``stats`` (``status`` when it has none, like gearmand); a failure becomes a snapshot with
+    ``error`` (the admin reconnects next time)."""
     try:
-        return Snapshot(str(address), time.monotonic(), tuple(admin.status()))
+        try:
+            rows: tuple[Row, ...] = tuple(admin.stats())
+        except ServerError:
+            rows = tuple(admin.status())
+        return Snapshot(str(address), time.monotonic(), rows)
     except GearworksError as exc:
         admin.close()
         return Snapshot(str(address), time.monotonic(), error=str(exc))

@@ -2,8 +2,8 @@
 
 Replies reproduce gearmand's mixed line endings (PROTOCOL.md §4.1, §4.2); the Perl Gearman::Server's ``jobs`` and
 ``clients`` commands (§4.4), ``shutdown [graceful]`` (§7) and gearworks' own ``dead`` commands (dead letters of
-``--job-retries``) are added. Reads and changes the board only; what the connection must do afterwards (close it,
-stop the server) is returned as an ``AdminAction``.
+``--job-retries``) and ``stats`` (counters of ``server/stats.py``) are added. Reads and changes the board only;
+what the connection must do afterwards (close it, stop the server) is returned as an ``AdminAction``.
 
 Commands that change state (``shutdown``, ``maxqueue``, ``cancel job``, ``create/drop function``, ``dead
 requeue/purge``) are answered only for peers ``AdminCommands.may_change`` lets through: loopback and Unix-socket
@@ -22,6 +22,7 @@ from gearworks.protocol.admin import MAX_WORDS, format_block, split_words
 from gearworks.protocol.fields import c_atoi
 from gearworks.server.board import Board
 from gearworks.server.peers import Peer
+from gearworks.server.stats import FunctionCounters, Histogram
 
 __all__ = ["VERBOSE_LEVELS", "AdminAction", "AdminCommands", "Network", "parse_networks"]
 
@@ -110,6 +111,7 @@ class AdminCommands:
             b"jobs": self._jobs,
             b"clients": self._clients,
             b"dead": self._dead,
+            b"stats": self._stats,
         }
 
     def handle(self, peer: Peer, line: bytes) -> tuple[bytes, AdminAction]:
@@ -120,6 +122,7 @@ class AdminCommands:
             return b"ERR TOO_MANY_ARGUMENTS more+than+5+words\r\n", AdminAction.CLOSE
         command = self._commands.get(words[0].lower())
         if command is None:
+            self.board.stats.bad_input["admin"] += 1
             return _unknown(words[0]), _NONE
         return command(peer, words)
 
@@ -275,6 +278,43 @@ class AdminCommands:
             return b"ERR UNKNOWN_JOB\r\n", _NONE
         return b"OK %d\r\n" % count, _NONE
 
+    # -- counters (gearworks only) -------------------------------------------------------------------------
+
+    def _stats(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
+        """``stats [FUNCTION]``: one line per function (or just FUNCTION; none when unknown), tab-separated:
+        ``NAME QUEUED RUNNING WORKERS FG_HIGH FG_NORMAL FG_LOW BG_HIGH BG_NORMAL BG_LOW COMPLETED FAILED EXCEPTIONS
+        RETRIED TIMED_OUT CANCELLED DEAD_LETTERED BYTES_IN BYTES_OUT WAIT_P50 WAIT_P99 RUN_P50 RUN_P99``; the
+        FG/BG columns are jobs submitted per priority, the last four seconds estimated from the histograms (``-``
+        before the first observation)."""
+        if len(words) > 2:
+            return _invalid(b"stats"), _NONE
+        functions = self.board.functions
+        counters = self.board.stats.functions
+        names = [words[1]] if len(words) == 2 else list(dict.fromkeys((*functions, *counters)))
+        lines = []
+        for name in names:
+            function = functions.get(name)
+            each = counters.get(name)
+            if function is None and each is None:
+                continue
+            if function is None:
+                gauges = b"0\t0\t0"
+            else:
+                queued = sum(function.counts) + function.delayed
+                gauges = b"%d\t%d\t%d" % (queued, function.running, len(function.workers))
+            each = each or FunctionCounters(name)  # a function created, nothing counted yet
+            submitted = each.submitted
+            numbers = (
+                *(submitted[priority * 2] for priority in range(3)),
+                *(submitted[priority * 2 + 1] for priority in range(3)),
+                each.completed, each.failed, each.exceptions, each.retried, each.timed_out, each.cancelled,
+                each.dead_lettered, each.bytes_in, each.bytes_out,
+            )  # fmt: skip
+            latencies = (_seconds(each.wait, 0.5), _seconds(each.wait, 0.99), _seconds(each.run, 0.5),
+                         _seconds(each.run, 0.99))  # fmt: skip
+            lines.append(b"\t".join((name, gauges, *(b"%d" % number for number in numbers), *latencies)))
+        return format_block(lines), _NONE
+
     # -- server --------------------------------------------------------------------------------------------
 
     def _getpid(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
@@ -295,3 +335,8 @@ class AdminCommands:
                 return _unknown(words[0]), _NONE
             return b"OK\n", AdminAction.GRACEFUL
         return b"OK\n", AdminAction.SHUTDOWN
+
+
+def _seconds(histogram: Histogram, q: float) -> bytes:
+    value = histogram.quantile(q)
+    return b"-" if value is None else b"%.6f" % value

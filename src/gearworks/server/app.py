@@ -1,7 +1,8 @@
 """The job server process: listeners (TCP, Unix socket, TLS), signals, pid file and the event loop.
 
-Builds the board, admin commands and connection hub from a ``ServerConfig`` and runs them until SIGTERM/SIGINT,
-an admin ``shutdown``, or (SIGUSR1, ``shutdown graceful``) until the last job is done. Uses uvloop when installed.
+Builds the board, admin commands, connection hub and (with ``--http-port``) the HTTP listener from a
+``ServerConfig`` and runs them until SIGTERM/SIGINT, an admin ``shutdown``, or (SIGUSR1, ``shutdown graceful``)
+until the last job is done. Uses uvloop when installed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gearworks.server.admin import AdminAction, AdminCommands, Network
 from gearworks.server.board import Board
 from gearworks.server.connections import Hub, SocketOptions
 from gearworks.server.heap import keep_large_buffers
+from gearworks.server.http import HttpServer
 from gearworks.server.jobs import HandleFactory
 from gearworks.server.limits import ANNOUNCE, Limits, raise_open_files_limit
 from gearworks.server.queues.base import QueueStore
@@ -74,6 +76,11 @@ class ServerConfig:
     allow_remote_shutdown: bool = False
     admin_allow: tuple[Network, ...] | None = None
     """Networks whose peers may run state-changing admin commands; None: loopback (and Unix-socket) peers."""
+    http_port: int | None = None
+    """``--http-port``: metrics, JSON API and dashboard on this port (None: no HTTP; 0: a free port, logged)."""
+    http_listen: str = "127.0.0.1"
+    http_token: str | None = None
+    """``--http-token``: a peer that is not loopback may make changes (requeue, purge, cancel) with it."""
     store: QueueStore = field(default_factory=MemoryStore)
     limits: Limits = field(default_factory=Limits)
 
@@ -137,6 +144,7 @@ class JobServer:
         )
         self.listeners: list[asyncio.AbstractServer] = []
         self.addresses: list[str] = []
+        self.http: HttpServer | None = None
         self._stopped: asyncio.Event | None = None
 
     async def start(self) -> list[str]:
@@ -170,6 +178,9 @@ class JobServer:
             server = await loop.create_unix_server(self.hub.connection, config.unix_socket, backlog=config.backlog)
             self.listeners.append(server)
             self.addresses.append(f"unix://{config.unix_socket}")
+        if config.http_port is not None:
+            self.http = HttpServer(self.hub, config.http_token)
+            self.addresses += await self.http.start(config.http_listen, config.http_port, context)
         for address in self.addresses:
             log.info("gearworks %s listening on %s", __version__, address, extra=ANNOUNCE)
         return self.addresses
@@ -184,6 +195,8 @@ class JobServer:
         log.info("graceful shutdown: waiting for %d jobs", len(self.board.jobs), extra=ANNOUNCE)
         for listener in self.listeners:
             listener.close()
+        if self.http is not None:
+            self.http.close()
         self.hub.on_idle = self.stop
         if not self.board.jobs:
             self.stop()
@@ -210,6 +223,8 @@ class JobServer:
         ``SHUTDOWN_WAIT`` seconds for its last write)."""
         for listener in self.listeners:
             listener.close()
+        if self.http is not None:
+            self.http.close()
         self.hub.close()
         self.listeners = []
         if self.config.unix_socket:

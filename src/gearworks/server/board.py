@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -42,6 +43,7 @@ from gearworks.server.jobs import (
 from gearworks.server.peers import Peer, SleepState
 from gearworks.server.queues.base import QueueStore, StoredJob
 from gearworks.server.queues.memory import MemoryStore
+from gearworks.server.stats import BUCKETS, SUBMITTED_SLOT, UNCOUNTED, Stats
 
 __all__ = ["Board", "Refused"]
 
@@ -78,6 +80,7 @@ class Board:
         exceptions: ``--exceptions``: every new peer starts with the exceptions option on.
         max_queued_bytes: ``--max-queued-bytes``: submissions that would take the workload bytes of live jobs
             past this are refused with QUEUE_ERROR (0 = no cap; replayed and requeued dead jobs always count).
+        stats: where job events are counted (a fresh ``Stats`` by default).
     """
 
     def __init__(
@@ -90,8 +93,10 @@ class Board:
         worker_wakeup: int = 0,
         exceptions: bool = False,
         max_queued_bytes: int = 0,
+        stats: Stats | None = None,
     ) -> None:
         self.handles = handles or HandleFactory()
+        self.stats = stats if stats is not None else Stats()
         self.store: QueueStore = store or MemoryStore()
         self.job_retries = job_retries
         self.round_robin = round_robin
@@ -128,6 +133,7 @@ class Board:
         peer = Peer(self.ready, fd=fd, host=host, address=address, local=local)
         peer.exceptions = self.exceptions
         self.peers[peer] = None
+        self.stats.connections_total += 1
         return peer
 
     def take_ready(self) -> list[Peer]:
@@ -268,9 +274,19 @@ class Board:
             job.state = _DELAYED
             function.delayed += 1
             heapq.heappush(self._delayed, (when, next(self._seq), job))
+            self._counted(function)
         else:
-            self._enqueue(job)
+            self._enqueue(job)  # gives the function its counters with its queues
+        counters = function.counters
+        counters.submitted[SUBMITTED_SLOT[priority] + background] += 1
+        counters.bytes_in += len(workload)
         return job
+
+    def _counted(self, function: Function[Peer]) -> None:
+        """Give the function its counters when its first job comes (a name only registered costs none, #19 item 5):
+        ``_enqueue`` does it with the queues, a job that is not queued at once (epoch) does it here."""
+        if function.counters is UNCOUNTED:
+            function.counters = self.stats.function(function.name)
 
     def _attach(self, job: Job[Peer], client: Peer) -> None:
         if job.clients is None:
@@ -281,10 +297,12 @@ class Board:
 
     def _enqueue(self, job: Job[Peer]) -> None:
         job.state = _QUEUED
+        job.at = self.now
         function = job.function
         queues = function.queues
         if not queues:
             function.queues = queues = (deque(), deque(), deque())
+            self._counted(function)
         queues[job.priority].append(job)
         function.counts[job.priority] += 1
         if function.sleepers:
@@ -357,6 +375,11 @@ class Board:
                     job.state = _RUNNING
                     job.worker = peer
                     peer.running.add(job)
+                    waited = now - job.at  # Histogram.observe, inlined: it runs for every job
+                    wait = function.counters.wait
+                    wait.buckets[bisect_left(BUCKETS, waited)] += 1
+                    wait.total += waited
+                    job.at = now
                     if timeout:
                         job.deadline = deadline = now + timeout
                         self._push_timeout(deadline, job)
@@ -392,8 +415,12 @@ class Board:
         if exhausted or (not job.background and not job.clients):
             if exhausted and job.background:
                 self.dead.bury(job)
+                job.function.counters.dead_lettered += 1
+            else:
+                job.function.counters.failed += 1
             self.fail(job)
             return
+        job.function.counters.retried += 1
         worker = job.worker
         if worker is not None:
             worker.running.discard(job)
@@ -476,6 +503,7 @@ class Board:
         job = self.jobs.get(handle)
         if job is None:
             return False
+        job.function.counters.cancelled += 1
         self.fail(job)
         return True
 
@@ -503,6 +531,7 @@ class Board:
         while timeouts and timeouts[0][0] <= now:
             deadline, _, job = heapq.heappop(timeouts)
             if job.state is _RUNNING and job.deadline == deadline:
+                job.function.counters.timed_out += 1
                 self.fail(job)
 
     # -- persistence ---------------------------------------------------------------------------------------
@@ -559,6 +588,7 @@ class Board:
         for record in stored:
             self.handles.skip_past(record.handle)
             function = self.function(record.function)
+            self._counted(function)
             job = Job(
                 record.handle,
                 function,

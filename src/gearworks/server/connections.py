@@ -338,17 +338,18 @@ class Connection(asyncio.Protocol):
         peer = self.peer
         assert peer is not None
         hub = self.hub
-        hub.board.now = now = self.last_read = _time()
+        board = hub.board
+        board.now = now = self.last_read = _time()
         hub.producer = self
         dispatch = hub.dispatch
-        completed = False
+        read = 0
         try:
-            for item in self.decoder.feed(data):
-                completed = True
+            for read, item in enumerate(self.decoder.feed(data), 1):  # noqa: B007 (read is counted after the loop)
                 if type(item) is Packet:
                     if item.magic == REQ:
                         dispatch[item.type](peer, item.args)
                     else:
+                        board.stats.bad_input["magic"] += 1
                         peer.send(_ERROR, _INVALID_MAGIC)
                 else:
                     assert isinstance(item, bytes)
@@ -358,6 +359,7 @@ class Connection(asyncio.Protocol):
                         self._act(action)
                         break
         except ProtocolError as exc:
+            board.stats.bad_input["packet"] += 1
             log.info("closing %s: %s", peer.address, exc)
             peer.send(_ERROR, b"INVALID_PACKET\0" + str(exc).encode("utf-8", "replace"))
             self._close_soon()
@@ -366,10 +368,11 @@ class Connection(asyncio.Protocol):
             log.exception("internal error serving %s", peer.address)
             peer.send(_ERROR, b"SERVER_ERROR\0Internal server error")
             self._close_soon()
+        board.stats.packets += read
         hub.flush()
         hub.producer = None
         if self.decoder.buffered and not self.closing:
-            if completed or self not in hub.partial:
+            if read or self not in hub.partial:
                 hub.partial[self] = now  # a new packet began in this read
         elif hub.partial:
             hub.partial.pop(self, None)

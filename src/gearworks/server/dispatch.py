@@ -9,6 +9,7 @@ response-only and never-implemented types answer INVALID_COMMAND, as in gearmand
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 
 from gearworks.protocol.fields import c_atoi, seconds
@@ -16,6 +17,7 @@ from gearworks.protocol.packets import PacketType
 from gearworks.server.board import Board, Refused
 from gearworks.server.jobs import Job, JobState, Priority
 from gearworks.server.peers import Peer
+from gearworks.server.stats import BUCKETS
 
 __all__ = [
     "MAX_CLIENT_ID",
@@ -150,6 +152,7 @@ class _Handlers:
     # -- workers' registrations and sleep ------------------------------------------------------------------
 
     def _on_unexpected(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        self.board.stats.bad_input["command"] += 1
         peer.send(_ERROR, _INVALID_COMMAND)
 
     def _on_can_do(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -299,7 +302,15 @@ class _Handlers:
         job = self._ending(peer, handle)
         if job is not None:
             _relay(job, _WORK_COMPLETE, handle, result)
-            self.board.finish(job)
+            board = self.board
+            counters = job.function.counters
+            counters.completed += 1
+            counters.bytes_out += len(result)
+            ran = board.now - job.at  # Histogram.observe, inlined: it runs for every job
+            run = counters.run
+            run.buckets[bisect_left(BUCKETS, ran)] += 1
+            run.total += ran
+            board.finish(job)
 
     def _on_work_fail(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         handle = args[0]
@@ -308,7 +319,11 @@ class _Handlers:
             return
         job = self._ending(peer, handle)
         if job is not None:
-            self.board.fail(job)
+            board = self.board
+            counters = job.function.counters
+            counters.failed += 1
+            counters.run.observe(board.now - job.at)
+            board.fail(job)
 
     def _on_work_exception(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         handle, data = args
@@ -322,7 +337,12 @@ class _Handlers:
             else:
                 # gearmand sends `handle\0` here; the bare handle is what clients match (PROTOCOL.md §6.1 #3).
                 client.send(_WORK_FAIL, handle)
-        self.board.finish(job)
+        board = self.board
+        counters = job.function.counters
+        counters.exceptions += 1
+        counters.bytes_out += len(data)
+        counters.run.observe(board.now - job.at)
+        board.finish(job)
         peer.excepted = handle
 
     def _forwarder(self, ptype: PacketType) -> Handler:
@@ -333,6 +353,7 @@ class _Handlers:
             handle, data = args
             job = held(peer, handle, _NOT_FOUND_DATA)
             if job is not None:
+                job.function.counters.bytes_out += len(data)
                 _relay(job, code, handle, data)
 
         return on_work

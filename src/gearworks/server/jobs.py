@@ -3,8 +3,9 @@
 A ``Job`` is the server's whole memory of one submission: one is kept per queued or running job, so it is a
 ``__slots__`` record whose unset fields share constants (about 600 bytes per queued 100-byte job is the budget,
 issue #4). A ``Function`` holds one name's queues and unique index. Both are generic in the peer class that
-holds and waits on jobs (``peers.Peer``), so this module imports nothing of the server: ``peers`` builds on it,
-``board`` on both. No I/O and no scheduling here; ``board`` decides what happens to jobs.
+holds and waits on jobs (``peers.Peer``), so this module imports nothing of the server but the counter records of
+``stats`` (which import nothing): ``peers`` builds on it, ``board`` on both. No I/O and no scheduling here;
+``board`` decides what happens to jobs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Generic, TypeVar
+
+from gearworks.server.stats import UNCOUNTED, FunctionCounters
 
 __all__ = [
     "MAX_HANDLE_PREFIX",
@@ -73,11 +76,15 @@ class Job(Generic[P]):
     """One job.
 
     ``clients`` is None until a foreground client attaches (most jobs in a deep queue are background jobs, and a
-    list each would cost ~56 bytes); ``worker`` is the peer holding the job while it runs. A job that leaves the
-    board is marked GONE and may linger as a tombstone in its function's queue until a grab skips it.
+    list each would cost ~56 bytes); ``worker`` is the peer holding the job while it runs; ``at`` is when it was
+    last queued, then when it was handed out (the board's ``now``: for the wait and run histograms of ``stats``;
+    set by the board when it queues the job, not here, which saves a store per submission).
+    A job that leaves the board is marked GONE and may linger as a tombstone in its function's queue until a grab
+    skips it.
     """
 
     __slots__ = (
+        "at",
         "background",
         "clients",
         "deadline",
@@ -95,6 +102,7 @@ class Job(Generic[P]):
         "workload",
         "written",
     )
+    at: float
 
     def __init__(
         self,
@@ -140,10 +148,13 @@ class Function(Generic[P]):
     ``counts`` are live queued jobs per priority (tombstones excluded); ``delayed`` are epoch jobs not yet due,
     reported as queued normal jobs like gearmand does. A function nobody ever queued a job for has no queues yet
     (``()``, three deques cost 2.3 KB) and no unique index: a worker may register many names it never gets work
-    for (#19 item 5).
+    for (#19 item 5). ``counters`` are the function's record in ``Stats`` once a job was created for it
+    (``UNCOUNTED`` before: a name only registered costs no counters), held here so that counting an event needs no
+    lookup by name.
     """
 
     __slots__ = (
+        "counters",
         "counts",
         "delayed",
         "maxqueue",
@@ -158,6 +169,7 @@ class Function(Generic[P]):
 
     def __init__(self, name: bytes) -> None:
         self.name = name
+        self.counters: FunctionCounters = UNCOUNTED
         self.queues: tuple[deque[Job[P]], deque[Job[P]], deque[Job[P]]] | tuple[()] = ()
         self.counts = [0, 0, 0]
         self.delayed = 0

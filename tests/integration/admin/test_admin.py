@@ -236,3 +236,22 @@ def test_a_silent_server_times_out_with_connection_lost(admin_factory: AdminFact
             admin.status()
         with pytest.raises(ConnectionLost, match="did not answer"):
             admin.version()  # a fresh connection: the first command's reply could never be mistaken for this one
+
+
+def test_stats_of_gearworks_server_and_gearmands_refusal(
+    gearworks_server: ServerProcess, gearmand: ServerProcess, admin_factory: AdminFactory
+) -> None:
+    submit_bg(gearworks_server.port, b"st", workload=b"12345")
+    submit_bg(gearworks_server.port, b"app\tst")  # a client prefix's tab stays in the name
+    admin = admin_factory(gearworks_server.address)
+    rows = {row.function: row for row in admin.stats()}
+    assert set(rows) == {b"st", b"app\tst"}
+    row = rows[b"st"]
+    assert (row.queued, row.running, row.workers, row.submitted, row.bytes_in) == (1, 0, 0, 1, 5)
+    assert row.submitted_background == (0, 1, 0)
+    assert (row.wait_p99, row.run_p99) == (None, None)
+    assert admin.stats("app\tst") == [rows[b"app\tst"]]
+    assert admin.stats("nosuch") == []
+    with pytest.raises(ServerError) as info:
+        admin_factory(gearmand.address).stats()
+    assert info.value.code == "UNKNOWN_COMMAND"

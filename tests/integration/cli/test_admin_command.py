@@ -69,6 +69,22 @@ def test_dead_letter_actions_on_gearworks_server(gearworks_server_factory: Serve
     assert admin(server, "requeue-dead", "a", "b").returncode == 2
 
 
+def test_stats_table_and_json_on_gearworks_server(gearworks_server: ServerProcess) -> None:
+    with Wire(gearworks_server.port) as client:
+        assert client.request(PacketType.SUBMIT_JOB_HIGH_BG, b"cli-st", b"", b"abc").type is PacketType.JOB_CREATED
+    table = admin(gearworks_server, "stats").stdout.splitlines()
+    assert table[0].split()[:5] == ["FUNCTION", "QUEUED", "RUNNING", "WORKERS", "SUBMITTED_FOREGROUND"]
+    assert table[1].split()[:4] == ["cli-st", "1", "0", "0"]
+    (row,) = json.loads(admin(gearworks_server, "stats", "cli-st", "--json").stdout)
+    assert (row["function"], row["submitted"], row["submitted_background"], row["bytes_in"]) == (
+        "cli-st",
+        1,
+        [1, 0, 0],
+        3,
+    )
+    assert row["wait_p99"] is None
+
+
 def test_server_refusal_is_one_line_with_exit_status_4(server: ServerProcess) -> None:
     result = admin(server, "cancel-job", "H:nowhere:1")
     assert result.returncode == 4

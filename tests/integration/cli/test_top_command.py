@@ -35,7 +35,9 @@ def test_top_shows_a_queued_function_and_quits_on_q(gearmand: ServerProcess) -> 
         sock.sendall(b"".join(encode(PacketType.SUBMIT_JOB_BG, [b"thumbnail", b"", b"x"]) for _ in range(3)))
         time.sleep(0.2)
     session = f"gwtop-{uuid.uuid4().hex[:8]}"
-    command = f"{sys.executable} -m gearworks.cli.main top -p {gearmand.port} --interval 0.2; sleep 30"
+    # The view is as wide as the 120-column tmux window: a COLUMNS inherited from the test's environment would win.
+    top = f"{sys.executable} -m gearworks.cli.main top -p {gearmand.port} --interval 0.2"
+    command = f"env -u COLUMNS -u LINES {top}; sleep 30"
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "30", command)
     try:
         screen = wait_for_screen(session, "thumbnail")

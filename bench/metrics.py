@@ -1,0 +1,245 @@
+"""What the counters and an idle HTTP listener cost, and how long a /metrics scrape of 1,000 functions takes.
+
+Servers side by side, interleaved within every scenario (best of the rounds is kept), driven by bench/server.py's
+raw-socket client and worker (the driver that leaves the server the bottleneck):
+
+- ``counters``: the server of this tree, counting, with ``--http-port 0`` (an idle HTTP listener sampling once a
+  second);
+- ``baseline``: the server of git revision ``--baseline REV``, run from a temporary export of its ``src``: no
+  counting code at all. By default REV is the parent of the commit that added ``server/stats.py``; give a later
+  revision without the counters (e.g. ``main`` before they were merged) to compare like with like. The counters
+  are increments written into the board where events happen, not calls a switch could turn off, so a build
+  without them is the only honest reference.
+
+Each measurement records the jobs/s the driver saw and the CPU time the server process spent per job (from
+``/proc/PID/task/*/schedstat``, in nanoseconds). On a shared machine throughput swings with other load; the CPU time
+a server spends per job moves much less, so the overhead is read from it: CPU per job of the reference / of
+``counters`` (1.0 = free; the target is a cost under 3 %). Then a real server gets
+1,000 functions with a completed job each and ``GET /metrics`` is timed over HTTP (target: under 50 ms). Ends with
+one ``RESULT {json}`` line.
+
+Usage: python bench/metrics.py [--quick] [--rounds N] [--baseline REV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.server import Driver, measure, raw_client, raw_worker_argv  # noqa: E402
+from tests.peers.raw_worker import RawWorker  # noqa: E402
+from tests.servers import ServerProcess, gearworks_process  # noqa: E402
+
+from gearworks.protocol import PacketType  # noqa: E402
+
+SCENARIOS = ("sequential", "pipelined fg", "pipelined bg", "drain 2 workers")
+RAW = Driver("raw", raw_client, raw_worker_argv)
+
+
+def _apply(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set (or, for None, remove) environment variables while a child process is started."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        _apply(values)
+        yield
+    finally:
+        _apply(saved)
+
+
+def start(name: str, baseline: Path | None) -> tuple[ServerProcess, int | None]:
+    """One server of the comparison and its HTTP port (None without HTTP)."""
+    if name == "counters":
+        server = gearworks_process("--http-port", "0")
+        server.start()
+        server.port = server.announced("tcp")  # the first port seen listening may be the HTTP one
+        return server, server.announced("http")
+    assert baseline is not None
+    with environment(PYTHONPATH=str(baseline / "src")):
+        return gearworks_process().start(), None
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds of CPU every thread of process ``pid`` has run so far."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def before_counters() -> str:
+    """The parent of the commit that added ``src/gearworks/server/stats.py``."""
+    added = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "--diff-filter=A", "--format=%H", "--", "src/gearworks/server/stats.py"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    if not added:
+        raise SystemExit("no commit adds src/gearworks/server/stats.py here: give --baseline REV")
+    return added[-1] + "^"
+
+
+def export(revision: str, into: Path) -> Path:
+    """The ``src`` tree of a git revision, written under ``into``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "src"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def counts(quick: bool) -> dict[str, int]:
+    if quick:
+        return {"sequential": 1500, "pipelined fg": 4000, "pipelined bg": 10000, "drain 2 workers": 10000}
+    return {"sequential": 4000, "pipelined fg": 10000, "pipelined bg": 40000, "drain 2 workers": 40000}
+
+
+def scrape_time(functions: int, repeats: int) -> dict[str, float]:
+    """Milliseconds of ``GET /metrics`` on a server holding ``functions`` functions, each with a completed job, a
+    queued one and a registered worker."""
+    server, http_port = start("counters", None)
+    try:
+        names = [b"fn-%04d" % n for n in range(functions)]
+        with RawWorker(server.port, {name: lambda job: b"ok" for name in names}) as worker:
+            submit_each(server.port, names)
+            deadline = time.monotonic() + 60
+            while len(worker.seen) < functions:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"only {len(worker.seen)} of {functions} jobs ran")
+                time.sleep(0.05)
+            worker.stop()  # stop taking jobs: the next ones stay queued
+            submit_each(server.port, names)
+            url = f"http://127.0.0.1:{http_port}/metrics"
+            times = []
+            size = 0
+            for _ in range(repeats):
+                started = time.perf_counter()
+                with urllib.request.urlopen(url, timeout=30) as response:
+                    size = len(response.read())
+                times.append((time.perf_counter() - started) * 1000)
+        return {"best_ms": min(times), "median_ms": statistics.median(times), "bytes": size}
+    finally:
+        server.close()
+
+
+def submit_each(port: int, names: list[bytes]) -> None:
+    """One background job per function, pipelined on one connection."""
+    from tests.integration.server_wire import Wire
+
+    with Wire(port, timeout=60) as client:
+        for name in names:
+            client.send(PacketType.SUBMIT_JOB_BG, name, b"", b"x")
+        client.recv(len(names))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer jobs, three rounds")
+    parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 3 with --quick, else 5)")
+    parser.add_argument("--baseline", metavar="REV", help="git revision of the server without counters (default: the "
+                        "parent of the commit that added server/stats.py)")  # fmt: skip
+    parser.add_argument("--functions", type=int, default=1000, help="functions for the scrape measurement")
+    args = parser.parse_args()
+    rounds = args.rounds or (3 if args.quick else 5)
+    names = ["counters", "baseline"]
+    revision = args.baseline or before_counters()
+    started = time.monotonic()
+    results: dict[str, dict[str, float]] = {}
+    cpu: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="gearworks-baseline-") as tmp:
+        baseline = export(revision, Path(tmp))
+        servers = {name: start(name, baseline)[0] for name in names}
+        try:
+            for scenario in SCENARIOS:
+                best = dict.fromkeys(names, 0.0)
+                least = dict.fromkeys(names, float("inf"))
+                count = counts(args.quick)[scenario]
+                for _ in range(rounds):
+                    for name in names:  # interleaved: every server once per round
+                        before = cpu_ns(servers[name].pid)
+                        rate = measure(servers[name], RAW, scenario, count)
+                        per_job = (cpu_ns(servers[name].pid) - before) / count
+                        best[name] = max(best[name], rate)
+                        least[name] = min(least[name], per_job)
+                        print(f"# {scenario} on {name}: {rate:,.0f} jobs/s, {per_job / 1000:.2f} µs CPU/job",
+                              file=sys.stderr, flush=True)  # fmt: skip
+                results[scenario] = best
+                cpu[scenario] = least
+        finally:
+            for server in servers.values():
+                server.close()
+    scrape = scrape_time(args.functions, 10 if args.quick else 30)
+    elapsed = time.monotonic() - started
+
+    print(f"best of {rounds} interleaved round(s), raw driver; {os.cpu_count()} CPUs; baseline {revision}")
+    throughput = table("jobs/s (higher is better)", results, names, lambda ours, theirs: ours / theirs, "{:,.0f}")
+    cost = table("server CPU µs per job (lower is better)", {scenario: {name: ns / 1000 for name, ns in row.items()}
+                 for scenario, row in cpu.items()}, names, lambda ours, theirs: theirs / ours, "{:.2f}")  # fmt: skip
+    for name in names[1:]:
+        mean = statistics.fmean(ratio[name] for ratio in cost.values())
+        print(
+            f"reference CPU / counters CPU vs {name}, mean over scenarios: {mean:.3f} (cost {100 * (1 - mean):+.1f} %)"
+        )
+    print(
+        f"GET /metrics, {args.functions} functions: best {scrape['best_ms']:.1f} ms, "
+        f"median {scrape['median_ms']:.1f} ms, {scrape['bytes']:,} bytes"
+    )
+    print(f"({elapsed:.1f}s)")
+    payload = {
+        "quick": args.quick,
+        "rounds": rounds,
+        "baseline": revision,
+        "jobs_per_second": results,
+        "cpu_us_per_job": {scenario: {name: ns / 1000 for name, ns in row.items()} for scenario, row in cpu.items()},
+        "throughput_ratios": throughput,
+        "cpu_ratios": cost,
+        "scrape": scrape,
+        "functions": args.functions,
+        "seconds": round(elapsed, 1),
+    }
+    print("RESULT " + json.dumps(payload, sort_keys=True))
+    return 0
+
+
+def table(
+    title: str,
+    values: dict[str, dict[str, float]],
+    names: list[str],
+    ratio: Callable[[float, float], float],
+    spelling: str,
+) -> dict[str, dict[str, float]]:
+    """Print one table (a column per server, then counters against each reference); returns the ratios."""
+    header = f"{title:<40}" + "".join(f"{name:>12}" for name in names)
+    header += "".join(f"{'vs ' + name:>14}" for name in names[1:])
+    print(header)
+    print("-" * len(header))
+    ratios: dict[str, dict[str, float]] = {}
+    for scenario, row in values.items():
+        line = f"{scenario:<40}" + "".join(f"{spelling.format(row[name]):>12}" for name in names)
+        ratios[scenario] = {name: ratio(row["counters"], row[name]) for name in names[1:]}
+        line += "".join(f"{ratios[scenario][name]:>14.3f}" for name in names[1:])
+        print(line)
+    return ratios
+
+
+if __name__ == "__main__":
+    sys.exit(main())
