@@ -52,7 +52,7 @@ class Front:
             return method(*args, **kwargs)
         return self._run(lambda: method(*args, **kwargs))
 
-    def do(self, function: str | bytes, workload: bytes | str = b"", **options: Any) -> bytes:
+    def do(self, function: str | bytes, workload: object = b"", **options: Any) -> bytes:
         result: bytes = self._either("do", function, workload, **options)
         return result
 

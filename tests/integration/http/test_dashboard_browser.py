@@ -106,8 +106,13 @@ def test_requeue_button_runs_a_dead_letter(http_server: HttpProcess, browser: We
     assert eventually(lambda: cell(browser, "flaky", "queued") == "0")
     with RawWorker(http_server.port, {b"flaky": lambda job: b"done at last"}) as worker:
         eventually(lambda: "flaky" in browser.find_element(By.ID, "workers").text)
+
         # The table is redrawn every second: find and click in one step, again if the button was just replaced.
-        eventually(lambda: browser.find_element(By.CSS_SELECTOR, requeue).click() or True)
+        def click_requeue() -> bool:
+            browser.find_element(By.CSS_SELECTOR, requeue).click()
+            return True
+
+        eventually(click_requeue)
         eventually(lambda: worker.seen)
         assert worker.seen == [(b"flaky", b"", b"0")]
         assert eventually(lambda: cell(browser, "flaky", "completed") == "1")

@@ -89,7 +89,10 @@ def test_grab_one_runs_one_job_or_returns_none(job_server: ServerProcess, kind: 
     with Client(job_server.address) as client:
         client.submit_background("once", "first")
         client.submit_background("once", "second")
-    grab = (lambda: asyncio.run(worker.grab_one())) if isinstance(worker, AsyncWorker) else worker.grab_one
+
+    def grab() -> WorkerJob | None:
+        return asyncio.run(worker.grab_one()) if isinstance(worker, AsyncWorker) else worker.grab_one()
+
     assert [job.workload if job else None for job in (grab(), grab())] == [b"first", b"second"]
     started = time.monotonic()
     assert grab() is None

@@ -140,7 +140,9 @@ def test_tls_with_ca_and_client_certificate_files(certificates: Path, worker_fac
         running = worker_factory(server.address, **files)
         running.worker.register("echo", lambda job: job.workload)
         running.start()
-        with Client(server.address, **files) as client:
+        with Client(
+            server.address, ca_file=files["ca_file"], cert_file=files["cert_file"], key_file=files["key_file"]
+        ) as client:
             assert client.do("echo", "over tls", timeout=10) == b"over tls"
     finally:
         server.close()

@@ -55,7 +55,8 @@ def test_cancelling_one_waiter_leaves_the_others_waiting() -> None:
 
 
 async def _wait(job: Job) -> bytes:
-    return await job
+    result: bytes = await job
+    return result
 
 
 def test_result_before_done_is_an_error() -> None:

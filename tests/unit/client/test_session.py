@@ -47,8 +47,8 @@ def make_session(servers: list[str] | None = None, **options: object) -> ClientS
 def submit(
     session: ClientSession, function: str = "f", workload: bytes = b"w", now: float = 0.0, **options: object
 ) -> Job:
+    background = bool(options.pop("background", False))
     opts: SubmitOptions = options  # type: ignore[assignment]
-    background = bool(opts.pop("background", False))  # type: ignore[misc]
     job = session.new_job(function, workload, background=background, options=opts)
     session.submit(job, now)
     return job
@@ -568,6 +568,6 @@ def test_workloads_of_other_types_raise_type_error_naming_the_type_without_a_cod
         with pytest.raises(TypeError, match=name):
             submit(session, workload=workload)  # type: ignore[arg-type]
     assert session.take_ready() == []  # nothing queued
-    for workload in (b"hi", bytearray(b"hi"), memoryview(b"hi"), "hi"):
-        submit(session, workload=workload)  # type: ignore[arg-type]
+    for accepted in (b"hi", bytearray(b"hi"), memoryview(b"hi"), "hi"):
+        submit(session, workload=accepted)  # type: ignore[arg-type]
     assert [p.args[2] for p in sent(connect(session))] == [b"hi"] * 4

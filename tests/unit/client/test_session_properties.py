@@ -3,10 +3,12 @@ each request gets exactly its own reply, in order (PROTOCOL.md §2.1)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gearworks.client.jobs import Call, Job
+from gearworks.client.jobs import Call, Job, JobStatus
 from gearworks.client.routing import Router
 from gearworks.client.session import ChannelState, ClientSession
 from gearworks.errors import ServerError
@@ -23,7 +25,7 @@ KINDS = st.sampled_from(["foreground", "background", "echo", "status"])
 )
 def test_pipelined_replies_reach_their_own_requests(requests: list[tuple[str, bool]], cuts: list[int]) -> None:
     session = ClientSession(Router("127.0.0.1:4730"))
-    outcomes: list[Job | Call[object]] = []
+    outcomes: list[Job | Call[Any]] = []
     replies: list[bytes] = []
     for index, (kind, refused) in enumerate(requests):
         tag = str(index).encode()
@@ -68,5 +70,7 @@ def test_pipelined_replies_reach_their_own_requests(requests: list[tuple[str, bo
         elif kind == "echo":
             assert outcome.result() == tag
         else:
-            assert outcome.result().numerator == index  # type: ignore[attr-defined]
+            status = outcome.result()
+            assert isinstance(status, JobStatus)
+            assert status.numerator == index
     assert channel.state is ChannelState.CONNECTED

@@ -1,0 +1,1 @@
+"""Benchmarks: each script runs ours and the reference side by side (see README, Benchmarks)."""
