@@ -227,6 +227,14 @@ def test_client_retry_succeeds_after_doubling_delays(server: ServerProcess) -> N
     assert second >= 0.4
 
 
+def test_stats_counts_each_outcome(gearworks_server: ServerProcess) -> None:
+    assert run("stats.py", gearworks_server.address) == (
+        "client saw 27 done, 3 failed\n"
+        "server counted 30 submitted, 27 completed, 3 ended by an exception, 0 by WORK_FAIL, 1 worker(s) now\n"
+        "run time p50 >= 10 ms: True; p99 >= p50: True\n"
+    )
+
+
 # ------------------------------------------------------------------------------------------------------- workers
 
 
