@@ -41,6 +41,7 @@ BLOCK_COMMANDS = frozenset(
         b"clients",
         b"dead",
         b"dead list",
+        b"cluster",
     }
 )
 """Commands whose successful reply is a block of lines ended by ``.\\n``; every other reply is one line."""

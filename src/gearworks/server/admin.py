@@ -9,6 +9,7 @@ stop the server) is returned as an ``AdminAction``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from enum import Enum
 
 from gearworks.protocol.admin import MAX_WORDS, format_block, split_words
@@ -60,7 +61,7 @@ class AdminCommands:
         self.version = version
         self.verbose = verbose.encode()
         self.allow_remote_shutdown = allow_remote_shutdown
-        self._commands = {
+        self._commands: dict[bytes, Callable[[Peer, list[bytes]], tuple[bytes, AdminAction]]] = {
             b"status": self._status,
             b"prioritystatus": self._prioritystatus,
             b"workers": self._workers,
@@ -77,6 +78,11 @@ class AdminCommands:
             b"clients": self._clients,
             b"dead": self._dead,
         }
+
+    def add_command(self, name: bytes, command: Callable[[Peer, list[bytes]], tuple[bytes, AdminAction]]) -> None:
+        """Answer the command ``name`` (lower case) with ``command(peer, words)``: a mode's own commands (the
+        cluster's ``cluster``). A command that answers later returns ``b""`` and sends its reply itself."""
+        self._commands[name] = command
 
     def handle(self, peer: Peer, line: bytes) -> tuple[bytes, AdminAction]:
         """The reply to one command line (line ending already removed) and what to do next."""
