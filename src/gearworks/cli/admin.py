@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   gearworks admin maxqueue resize 100     cap a function's queue
   gearworks admin cancel-job H:vm:12
   gearworks admin requeue-dead            put every dead letter back in its queue
+  gearworks admin cluster --json          the nodes of a --cluster, their leases and jobs
   gearworks admin status --json --servers gear1:4730,gear2:4730
 """
 
@@ -96,6 +97,7 @@ ACTIONS: dict[str, tuple[Action, str]] = {
     "dead-letters": (lambda a, _: a.dead_letters(), "jobs buried after --job-retries (gearworks)"),
     "requeue-dead": (_requeue_dead, "[HANDLE]: requeue one dead letter, or all (gearworks)"),
     "purge-dead": (_purge_dead, "[HANDLE]: forget one dead letter, or all (gearworks)"),
+    "cluster": (lambda a, _: a.cluster(), "nodes sharing the store: leases, jobs owned (gearworks --cluster)"),
 }
 # gearadmin's flags and the action each stands for (``--create-function NAME`` takes the name).
 GEARADMIN_FLAGS = {
