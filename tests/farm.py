@@ -76,8 +76,10 @@ class KillOutcome:
 
     @property
     def unexplained_duplicates(self) -> set[bytes]:
-        """Jobs run twice that the victim had not handed out before it died (at-least-once allows only those)."""
-        handed_by_victim = {run.unique for run in self.runs if run.node == self.victim and run.at < self.kill_at}
+        """Jobs run twice that the victim had not handed out (at-least-once allows only those). Every run the
+        victim's worker recorded was handed out before the victim died, even one read from the socket after the kill
+        (so ``at`` is not compared with ``kill_at``)."""
+        handed_by_victim = {run.unique for run in self.runs if run.node == self.victim}
         return {unique for unique, count in self.ran.items() if count > 1} - handed_by_victim
 
     @property

@@ -342,11 +342,11 @@ class Cluster:
         self._flush()
 
     def _on_get_status(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        body = status_body(self.board, args[0])
-        if not body.endswith(b"\x000\x000\x000\x000"):
-            peer.send(_STATUS_RES, body)
+        """GET_STATUS: from the board, or for a handle it does not know, from the store (a peer may own it)."""
+        handle = args[0].partition(b"\0")[0]  # truncated at a NUL, as status_body does
+        if handle in self.board.jobs:
+            peer.send(_STATUS_RES, status_body(self.board, handle))
             return
-        handle = body[:-8]
 
         def answer(found: object) -> None:
             # The store knows that the job exists and who owns it, not whether a worker holds it now.
