@@ -6,6 +6,7 @@ from gearworks.admin.blocking import Admin
 from gearworks.admin.models import (
     ClientInfo,
     ClientJob,
+    ClusterNode,
     DeadLetter,
     FunctionStats,
     FunctionStatus,
@@ -21,6 +22,7 @@ __all__ = [
     "AsyncAdmin",
     "ClientInfo",
     "ClientJob",
+    "ClusterNode",
     "DeadLetter",
     "FunctionStats",
     "FunctionStatus",

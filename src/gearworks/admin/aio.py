@@ -163,6 +163,10 @@ class AsyncAdmin(AdminSettings):
         """Cancel a job by handle (ServerError UNKNOWN_JOB if the server does not know it)."""
         await self._run(commands.cancel_job(handle))
 
+    async def cluster(self) -> models.Rows[models.ClusterNode]:
+        """gearworks' cluster mode: the nodes sharing the server's store, their leases and the jobs each owns."""
+        return await self._run(commands.cluster())
+
     async def dead_letters(self) -> models.Rows[models.DeadLetter]:
         """gearworks' dead letters: background jobs handed out ``--job-retries`` times without a result."""
         return await self._run(commands.dead_letters())

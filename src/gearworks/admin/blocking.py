@@ -126,6 +126,10 @@ class Admin(AdminSettings):
         """Cancel a job by handle (ServerError UNKNOWN_JOB if the server does not know it)."""
         self._run(commands.cancel_job(handle))
 
+    def cluster(self) -> models.Rows[models.ClusterNode]:
+        """gearworks' cluster mode: the nodes sharing the server's store, their leases and the jobs each owns."""
+        return self._run(commands.cluster())
+
     def dead_letters(self) -> models.Rows[models.DeadLetter]:
         """gearworks' dead letters: background jobs handed out ``--job-retries`` times without a result."""
         return self._run(commands.dead_letters())

@@ -22,6 +22,7 @@ __all__ = [
     "AdminSettings",
     "cancel_job",
     "clients",
+    "cluster",
     "create_function",
     "dead_letters",
     "drop_function",
@@ -187,6 +188,11 @@ def drop_function(function: str | bytes) -> AdminCommand[None]:
 
 def cancel_job(handle: str | bytes) -> AdminCommand[None]:
     return _command(_none, "cancel", "job", handle)
+
+
+def cluster() -> AdminCommand[models.Rows[models.ClusterNode]]:
+    """gearworks' ``cluster``: the nodes sharing the server's store, their leases and jobs (``--cluster``)."""
+    return _command(models.parse_cluster, "cluster")
 
 
 def dead_letters() -> AdminCommand[models.Rows[models.DeadLetter]]:

@@ -16,6 +16,7 @@ from gearworks.protocol import AdminReply
 __all__ = [
     "ClientInfo",
     "ClientJob",
+    "ClusterNode",
     "DeadLetter",
     "FunctionStats",
     "FunctionStatus",
@@ -25,6 +26,7 @@ __all__ = [
     "Rows",
     "WorkerInfo",
     "parse_clients",
+    "parse_cluster",
     "parse_dead_letters",
     "parse_jobs",
     "parse_ok",
@@ -174,6 +176,20 @@ class FunctionStats:
     def submitted(self) -> int:
         """Jobs created, every priority, foreground and background."""
         return sum(self.submitted_foreground) + sum(self.submitted_background)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterNode:
+    """One line of gearworks' ``cluster`` (``--cluster`` mode): a node sharing the store, where it listens, the
+    seconds its lease has left (negative once expired), the stored jobs it owns and its state: ``self`` (the node
+    answering), ``fenced`` (the node answering, handing out no jobs), ``live``, ``expired`` (not renewed: peers take
+    its jobs over one lease timeout later) or ``dead`` (about to be taken over)."""
+
+    node: str
+    address: str
+    lease_left: float
+    jobs: int
+    state: str
 
 
 def _int(field: bytes, reply: AdminReply) -> int:
@@ -336,6 +352,20 @@ def parse_stats(reply: AdminReply) -> Rows[FunctionStats]:
                 run_p99=run_p99,
             )
         )
+    return Rows(rows, reply.raw)
+
+
+def parse_cluster(reply: AdminReply) -> Rows[ClusterNode]:
+    """gearworks' ``NODE\tADDRESS\tLEASE_LEFT\tJOBS\tSTATE`` lines."""
+    rows = []
+    for line in reply.lines:
+        node, address, left, jobs, state = _fields(line, 5, reply)
+        try:
+            lease_left = float(left)
+        except ValueError:
+            raise ProtocolError(f"expected seconds in admin reply, got {left!r}") from None
+        rows.append(ClusterNode(node.decode(errors="replace"), address.decode(errors="replace"), lease_left,
+                                _int(jobs, reply), state.decode(errors="replace")))  # fmt: skip
     return Rows(rows, reply.raw)
 
 

@@ -22,6 +22,7 @@ EXAMPLES = """examples:
   gearworks admin cancel-job H:vm:12
   gearworks admin requeue-dead            put every dead letter back in its queue
   gearworks admin stats resize --json     one function's counters and latencies
+  gearworks admin cluster --json          the nodes of a --cluster, their leases and jobs
   gearworks admin status --json --servers gear1:4730,gear2:4730
 """
 
@@ -104,6 +105,7 @@ ACTIONS: dict[str, tuple[Action, str]] = {
     "requeue-dead": (_requeue_dead, "[HANDLE]: requeue one dead letter, or all (gearworks)"),
     "purge-dead": (_purge_dead, "[HANDLE]: forget one dead letter, or all (gearworks)"),
     "stats": (_stats, "[FUNCTION]: counters and p50/p99 wait and run times per function (gearworks)"),
+    "cluster": (lambda a, _: a.cluster(), "nodes sharing the store: leases, jobs owned (gearworks --cluster)"),
 }
 # gearadmin's flags and the action each stands for (``--create-function NAME`` takes the name).
 GEARADMIN_FLAGS = {

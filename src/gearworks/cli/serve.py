@@ -6,7 +6,10 @@ import argparse
 import logging
 import logging.handlers
 import os
+import re
+import socket
 import sys
+import time
 import tomllib
 from collections.abc import Sequence
 from typing import Any
@@ -14,9 +17,11 @@ from typing import Any
 from gearworks.errors import QueueError
 from gearworks.server.admin import VERBOSE_LEVELS, parse_networks
 from gearworks.server.app import ServerConfig, run
+from gearworks.server.cluster import ClusterOptions
+from gearworks.server.jobs import MAX_HANDLE_PREFIX
 from gearworks.server.limits import Limits
-from gearworks.server.queues.base import QueueStore, node_id
-from gearworks.server.queues.urls import open_store, store_kind
+from gearworks.server.queues.base import Membership, QueueStore, node_id
+from gearworks.server.queues.urls import open_shared_store, open_store, store_kind
 
 __all__ = ["register"]
 
@@ -64,20 +69,16 @@ def parse_size(value: str) -> int:
     return int(digits) * _UNITS[unit]
 
 
-def queue_store(args: argparse.Namespace) -> QueueStore:
-    """The store ``-q`` names: a URL, or gearmand's queue names with their options (PROTOCOL.md §8), claimed for
-    this server (``--libsqlite3-table``, ``--redis-prefix``, ``--libpq-table`` pick the namespace).
+def _queue_url(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The queue URL ``-q`` names (a libpq conninfo string for gearmand's ``Postgres``) and the namespace option
+    given for its kind (``--libsqlite3-table``, ``--redis-prefix``, ``--libpq-table``).
 
     Raises:
         ValueError: an unknown queue or a missing option.
-        QueueError: the backend cannot be opened, or another live server owns it.
     """
     name = args.queue.lower()
-    if name in ("postgres", "libpq"):  # a libpq conninfo string, not a URL
-        from gearworks.server.queues.postgres import PostgresStore
-
-        table = {"table": args.libpq_table} if args.libpq_table else {}
-        return PostgresStore(args.libpq_conninfo, timeout=args.queue_timeout, owner=node_id(), **table)
+    if name in ("postgres", "libpq"):
+        return args.libpq_conninfo, args.libpq_table
     url = args.queue
     if name == "libsqlite3":
         if not args.libsqlite3_db:
@@ -86,7 +87,49 @@ def queue_store(args: argparse.Namespace) -> QueueStore:
     elif name == "redis":
         url = f"redis://{args.redis_server}:{args.redis_port}/0"
     namespace = {"sqlite": args.libsqlite3_table, "redis": args.redis_prefix, "postgres": args.libpq_table}
-    return open_store(url, name=namespace.get(store_kind(url)), timeout=args.queue_timeout, owner=node_id())
+    return url, namespace.get(store_kind(url))
+
+
+def queue_store(args: argparse.Namespace) -> QueueStore:
+    """The store ``-q`` names: a URL, or gearmand's queue names with their options (PROTOCOL.md §8), claimed for
+    this server (``--libsqlite3-table``, ``--redis-prefix``, ``--libpq-table`` pick the namespace).
+
+    Raises:
+        ValueError: an unknown queue or a missing option.
+        QueueError: the backend cannot be opened, or another live server owns it.
+    """
+    url, namespace = _queue_url(args)
+    if args.queue.lower() in ("postgres", "libpq"):  # a libpq conninfo string, not a URL
+        from gearworks.server.queues.postgres import PostgresStore
+
+        table = {"table": namespace} if namespace else {}
+        return PostgresStore(url, timeout=args.queue_timeout, owner=node_id(), **table)
+    return open_store(url, name=namespace, timeout=args.queue_timeout, owner=node_id())
+
+
+def cluster_options(args: argparse.Namespace, port: int) -> ClusterOptions:
+    """``--cluster NAME`` with its node id, lease timings and the shared store (not joined yet).
+
+    Raises:
+        ValueError: a bad name or timing, no node id for ``-p 0``, a store that cannot be shared.
+        QueueError: the store cannot be reached, or a single server owns its namespace.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,40}", args.cluster):
+        raise ValueError(f"--cluster {args.cluster!r}: use 1 to 40 letters, digits or underscores")
+    if not 0 < args.lease_interval < args.lease_timeout:
+        raise ValueError("--lease-interval must be positive and shorter than --lease-timeout")
+    if args.job_handle_prefix is not None:
+        raise ValueError("--job-handle-prefix cannot be used with --cluster: handles are H:<node-id>:<n>")
+    host = socket.gethostname()
+    if args.node_id is None and port == 0:
+        raise ValueError("--cluster with -p 0 needs --node-id (the default, hostname:port, must be stable)")
+    node = args.node_id or f"{host}:{port}"
+    if not node or len(node) > MAX_HANDLE_PREFIX - 2 or any(ch in node for ch in "\0 \t\n"):
+        raise ValueError(f"--node-id {node!r}: 1 to {MAX_HANDLE_PREFIX - 2} characters, no blanks")
+    membership = Membership(args.cluster, node, f"{args.listen or host}:{port}", node_id(), args.lease_timeout)
+    url, namespace = _queue_url(args)
+    store = open_shared_store(url, membership, name=namespace, timeout=args.queue_timeout)
+    return ClusterOptions(store, args.lease_interval)
 
 
 class _ConfigFile(argparse.Action):
@@ -205,6 +248,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--redis-prefix", metavar="PREFIX", help="Redis key prefix of this server's jobs (default gearworks)")
     add("--libpq-conninfo", metavar="CONNINFO", default="", help="-q Postgres: libpq connection string")
     add("--libpq-table", metavar="TABLE", help="PostgreSQL table of this server's jobs (default gearworks_jobs)")
+    add(
+        "--cluster",
+        metavar="NAME",
+        help="share the -q redis:// or postgresql:// store with the other servers of cluster NAME: each owns its "
+        "jobs under a lease, and a live one takes over the jobs of one that died",
+    )
+    add("--node-id", metavar="ID", help="--cluster: this server's stable id, in its handles (default hostname:port)")
+    add(
+        "--lease-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="--cluster: seconds between lease renewals (default 1)",
+    )
+    add(
+        "--lease-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="--cluster: a server that cannot renew its lease this long hands out no jobs; peers take its jobs "
+        "over after twice this (default 10)",
+    )
     add("-t", "--threads", type=int, default=0, help="accepted for gearmand compatibility; ignored")
     add("--allow-remote-shutdown", action="store_true", help="accept admin shutdown from non-loopback peers")
     add(
@@ -361,7 +426,13 @@ def serve(args: argparse.Namespace) -> int:
     try:
         if args.admin_allow is not None:
             config.admin_allow = parse_networks(args.admin_allow)
-        config.store = queue_store(args)
+        if args.cluster:
+            config.cluster = cluster_options(args, port)
+            config.store = config.cluster.store
+            config.job_handle_prefix = f"H:{config.cluster.node}".encode()
+            config.job_handle_start = time.time_ns() // 1000  # above any handle an earlier run of this node made
+        else:
+            config.store = queue_store(args)
         return run(config)
     except (ValueError, QueueError) as exc:
         logging.getLogger("gearworks.server").error("cannot start: %s", exc, extra={"announce": True})

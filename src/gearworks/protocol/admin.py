@@ -42,6 +42,7 @@ BLOCK_COMMANDS = frozenset(
         b"dead",
         b"dead list",
         b"stats",
+        b"cluster",
     }
 )
 """Commands whose successful reply is a block of lines ended by ``.\\n``; every other reply is one line."""

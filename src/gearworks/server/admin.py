@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 
 from gearworks.protocol.admin import MAX_WORDS, format_block, split_words
@@ -95,7 +95,7 @@ class AdminCommands:
         self.verbose = verbose.encode()
         self.allow_remote_shutdown = allow_remote_shutdown
         self.admin_allow = tuple(admin_allow) if admin_allow is not None else None
-        self._commands = {
+        self._commands: dict[bytes, Callable[[Peer, list[bytes]], tuple[bytes, AdminAction]]] = {
             b"status": self._status,
             b"prioritystatus": self._prioritystatus,
             b"workers": self._workers,
@@ -113,6 +113,11 @@ class AdminCommands:
             b"dead": self._dead,
             b"stats": self._stats,
         }
+
+    def add_command(self, name: bytes, command: Callable[[Peer, list[bytes]], tuple[bytes, AdminAction]]) -> None:
+        """Answer the command ``name`` (lower case) with ``command(peer, words)``: a mode's own commands (the
+        cluster's ``cluster``). A command that answers later returns ``b""`` and sends its reply itself."""
+        self._commands[name] = command
 
     def handle(self, peer: Peer, line: bytes) -> tuple[bytes, AdminAction]:
         """The reply to one command line (line ending already removed) and what to do next."""

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gearworks._version import __version__
+from gearworks.errors import QueueError
 from gearworks.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from gearworks.server.admin import AdminAction, AdminCommands, Network
 from gearworks.server.board import Board
+from gearworks.server.cluster import Cluster, ClusterBoard, ClusterOptions
 from gearworks.server.connections import Hub, SocketOptions
 from gearworks.server.heap import keep_large_buffers
 from gearworks.server.http import HttpServer
@@ -61,6 +63,7 @@ class ServerConfig:
     worker_wakeup: int = 0
     exceptions: bool = False
     job_handle_prefix: bytes | None = None
+    job_handle_start: int = 1
     keepalive: bool = False
     keepalive_idle: int = -1
     keepalive_interval: int = -1
@@ -83,6 +86,8 @@ class ServerConfig:
     """``--http-token``: a peer that is not loopback may make changes (requeue, purge, cancel) with it."""
     store: QueueStore = field(default_factory=MemoryStore)
     limits: Limits = field(default_factory=Limits)
+    cluster: ClusterOptions | None = None
+    """Cluster mode: ``store`` is ``cluster.store``, shared with the other nodes."""
 
 
 def tls_context(config: ServerConfig) -> ssl.SSLContext:
@@ -115,8 +120,9 @@ class JobServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.board = Board(
-            handles=HandleFactory(config.job_handle_prefix),
+        board_type = Board if config.cluster is None else ClusterBoard
+        self.board = board_type(
+            handles=HandleFactory(config.job_handle_prefix, config.job_handle_start),
             store=config.store,
             job_retries=config.job_retries,
             round_robin=config.round_robin,
@@ -142,6 +148,11 @@ class JobServer:
             socket_options=socket_options,
             limits=config.limits,
         )
+        self.cluster: Cluster | None = None
+        if config.cluster is not None:
+            assert isinstance(self.board, ClusterBoard)
+            self.cluster = Cluster(config.cluster, self.board)
+            self.cluster.attach(self.hub, admin)
         self.listeners: list[asyncio.AbstractServer] = []
         self.addresses: list[str] = []
         self.http: HttpServer | None = None
@@ -152,6 +163,8 @@ class JobServer:
         self._stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
         config = self.config
+        if self.cluster is not None:
+            self.cluster.start()  # the lease first: no peer adopts what is being loaded
         restored = self.board.restore(config.store.load(), time.time(), config.store.load_dead())
         if restored:
             log.info("restored %d background jobs from the %s queue", restored, config.queue_type)
@@ -229,6 +242,8 @@ class JobServer:
         self.listeners = []
         if self.config.unix_socket:
             _remove_stale_socket(self.config.unix_socket)
+        if self.cluster is not None:
+            self.cluster.close()
         commit = self.hub.commit
         if commit is not None:
             await commit.close(SHUTDOWN_WAIT)  # what is staged or being written reaches the store, if it answers
@@ -260,7 +275,7 @@ async def _main(config: ServerConfig) -> int:
     server = JobServer(config)
     try:
         await server.start()
-    except (OSError, ValueError, ssl.SSLError) as exc:
+    except (OSError, ValueError, ssl.SSLError, QueueError) as exc:
         log.error("cannot start: %s", exc, extra=ANNOUNCE)
         await server.close()
         return 1

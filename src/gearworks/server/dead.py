@@ -71,6 +71,13 @@ class DeadLetters(Mapping[bytes, DeadJob]):
             self._unburied.append(handle)
         return dead
 
+    def forget_all(self) -> None:
+        """Drop every dead letter and staged change without writing anything: a peer adopted them (``--cluster``),
+        and this server writes nothing more to their rows."""
+        self._letters.clear()
+        self._buried = {}
+        self._unburied = []
+
     @property
     def changed(self) -> bool:
         """Whether buries or unburies wait for ``take_changes``."""

@@ -43,9 +43,11 @@ def _drop_table(url: str) -> None:
 
 
 class Storm:
-    """Pipelines SUBMIT_JOB_BG packets (unique keys ``s<n>``) and records which ones were acknowledged."""
+    """Pipelines SUBMIT_JOB_BG packets (unique keys ``<prefix><n>``, ``s<n>`` by default) and records which ones
+    were acknowledged."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, prefix: bytes = b"s") -> None:
+        self.prefix = prefix
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.acked: list[bytes] = []
         self.errors: list[bytes] = []
@@ -74,7 +76,7 @@ class Storm:
 
     def send(self, count: int) -> None:
         first = len(self.sent)
-        uniques = [b"s%d" % n for n in range(first, first + count)]
+        uniques = [self.prefix + b"%d" % n for n in range(first, first + count)]
         self.sent.extend(uniques)
         self.sock.sendall(b"".join(encode(PacketType.SUBMIT_JOB_BG, [b"storm", u, b"payload " + u]) for u in uniques))
 

@@ -10,7 +10,11 @@ the store's timeout, so a hung backend costs QUEUE_ERROR replies, never a frozen
 
 One owner per store: a durable store opened with an ``owner`` claims its table (or key prefix) for that server
 (a file lock, an advisory lock, a lock key) and refuses to open when another live server holds it. ``owner=None``
-opens without claiming, for tools that only look, and for servers that will share a store by agreement (#17).
+opens without claiming, for tools that only look.
+
+Several servers share one store by agreement (``--cluster``, #17) through a ``SharedStore``: every stored job
+belongs to one member node, and each node keeps a lease (id, address, expiry by the store's clock) that it renews;
+a live node adopts, in one transaction, the jobs of a node whose lease has been expired for another lease timeout.
 Backends live next to this module; none may touch the board or sockets.
 """
 
@@ -22,7 +26,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["QueueStore", "StoredJob", "node_id", "node_is_gone"]
+from gearworks.errors import QueueError
+
+__all__ = ["LeaseLost", "Member", "Membership", "QueueStore", "SharedStore", "StoredJob", "node_id", "node_is_gone"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,75 @@ class QueueStore(Protocol):
 
     def close(self) -> None:
         """Release connections and files (and the owner claim)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """What a shared store is told about the node that opens it.
+
+    ``node`` names the node in job ownership and handles (``--node-id``); ``address`` is where its clients and
+    workers reach it (shown by admin ``cluster``); ``process`` is ``node_id()`` (``host:pid``), so a restarted node
+    can tell its own stale lease from a live twin; ``lease_timeout`` is how long a lease lasts after a renewal.
+    """
+
+    cluster: str
+    node: str
+    address: str
+    process: str
+    lease_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One node of a shared store as the store sees it: its lease expires in ``expires_in`` seconds (negative
+    once expired; peers take over at minus its ``lease_timeout``) and it owns ``jobs`` stored jobs."""
+
+    node: str
+    address: str
+    expires_in: float
+    lease_timeout: float
+    jobs: int
+
+
+class LeaseLost(QueueError):
+    """This node's lease is gone: a peer adopted its jobs. Nothing is written until the node joins again."""
+
+
+class SharedStore(QueueStore, Protocol):
+    """A store several servers write, each owning its jobs under a lease. ``load`` and ``load_dead`` return only
+    this node's jobs; ``apply`` raises ``LeaseLost`` (writing nothing) once a peer took this node's jobs over."""
+
+    membership: Membership
+
+    def link(self) -> SharedStore:
+        """A second connection to the same store for the same node (the lease thread's own), not yet joined."""
+        ...
+
+    def renew(self, *, join: bool = False) -> bool:
+        """Extend this node's lease by ``lease_timeout`` from now (the store's clock); False when it is gone (a peer
+        adopted this node). With ``join``, create it (or take over this node's own stale one).
+
+        Raises:
+            QueueError: the store did not answer, or (``join``) a live process already holds this node id.
+        """
+        ...
+
+    def expired(self) -> list[str]:
+        """Peers whose lease expired more than their ``lease_timeout`` ago: theirs to take over."""
+        ...
+
+    def adopt(self, node: str) -> tuple[list[StoredJob], list[StoredJob]]:
+        """Take over ``node``'s jobs and dead letters in one transaction, oldest first, and drop its lease; nothing
+        if its lease was renewed or another peer adopted it first."""
+        ...
+
+    def locate(self, handle: bytes) -> tuple[str, str] | None:
+        """The (node, address) owning the stored job ``handle``, or None."""
+        ...
+
+    def members(self) -> list[Member]:
+        """Every node with a lease, and how many jobs each owns."""
         ...
 
 

@@ -66,6 +66,32 @@ def _row(job: StoredJob) -> tuple[object, ...]:
 _COPY_THRESHOLD = 64
 
 
+def _replace(
+    cursor: psycopg.Cursor[tuple[object, ...]],
+    table: str,
+    removed: Sequence[bytes],
+    added: Sequence[StoredJob],
+    owner: str | None = None,
+) -> None:
+    """Delete ``removed`` and insert ``added`` (COPY for large batches) in ``table``; with an ``owner`` (a shared
+    store's node), only that owner's rows are deleted and the new ones are marked as its own."""
+    if removed:
+        mine, params = ("", (list(removed),)) if owner is None else (" AND owner = %s", (list(removed), owner))
+        cursor.execute(f"DELETE FROM {table} WHERE handle = ANY(%s){mine}".encode(), params)
+    if not added:
+        return
+    columns, mark = (_COLUMNS, ()) if owner is None else (_COLUMNS + ", owner", (owner,))
+    if len(added) >= _COPY_THRESHOLD:
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN".encode()) as copy:
+            for job in added:
+                copy.write_row(_row(job) + mark)
+    else:
+        values = ", ".join(["%s"] * (8 + len(mark)))
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({values})".encode(), [_row(job) + mark for job in added]
+        )
+
+
 class _Watchdog:
     """Shuts down a connection's socket when a call runs ``limit`` seconds: the blocked read then ends with an
     error, and the connection is reopened by the next call. One daemon thread per store; ``guard`` costs a lock."""
@@ -173,16 +199,21 @@ class PostgresStore:
                     "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)",
                     (str(milliseconds), str(milliseconds)),
                 )
-                if self._owner is not None:
-                    self._claim(db)
-                db.execute((_TABLE.format(table=self.table) + _TABLE.format(table=f"{self.table}_dead")).encode())
+                self._prepare(db)
         except BaseException:
             db.close()
             raise
         return db
 
-    def _claim(self, db: psycopg.Connection[tuple[object, ...]]) -> None:
-        row = db.execute(f"SELECT {_LOCK}".encode(), (self.table,)).fetchone()
+    def _prepare(self, db: psycopg.Connection[tuple[object, ...]]) -> None:
+        """On a new connection: claim the table (with an owner) and make sure the tables exist."""
+        if self._owner is not None:
+            self._claim(db, _LOCK)
+        db.execute((_TABLE.format(table=self.table) + _TABLE.format(table=f"{self.table}_dead")).encode())
+
+    def _claim(self, db: psycopg.Connection[tuple[object, ...]], lock: str) -> None:
+        """Take the advisory ``lock`` on the table's name, or refuse naming the session that holds it."""
+        row = db.execute(f"SELECT {lock}".encode(), (self.table,)).fetchone()
         if row is not None and row[0]:
             return
         holder = db.execute(_HOLDER.encode(), (self.table,)).fetchone()
@@ -237,12 +268,12 @@ class PostgresStore:
         """Every dead letter, oldest first."""
         return self._load(f"{self.table}_dead")
 
-    def _load(self, table: str) -> Iterator[StoredJob]:
+    def _load(self, table: str, where: str = "", params: tuple[object, ...] = ()) -> Iterator[StoredJob]:
         db = self._connection()
         try:
             with db.transaction(), db.cursor(name="gearworks_load") as cursor:
                 with self._watchdog.guard(db.fileno()):
-                    cursor.execute(f"SELECT {_COLUMNS} FROM {table} ORDER BY seq".encode())
+                    cursor.execute(f"SELECT {_COLUMNS} FROM {table}{where} ORDER BY seq".encode(), params)
                 while True:
                     with self._watchdog.guard(db.fileno()):
                         rows = cursor.fetchmany(1000)
@@ -266,26 +297,24 @@ class PostgresStore:
         db = self._connection()
         try:
             with self._watchdog.guard(db.fileno()), db.transaction(), db.cursor() as cursor:
-                self._replace(cursor, self.table, removed, added)
-                self._replace(cursor, f"{self.table}_dead", unburied, buried)
+                self._write(cursor, added, removed, buried, unburied)
         except psycopg.Error as exc:
             self._failed(db, exc)
             raise QueueError(f"PostgreSQL queue {self.url} write failed: {exc}") from exc
         finally:
             self._used = time.monotonic()
 
-    @staticmethod
-    def _replace(cursor: psycopg.Cursor[tuple[object, ...]], table: str, removed: Sequence[bytes],
-                 added: Sequence[StoredJob]) -> None:  # fmt: skip
-        if removed:
-            cursor.execute(f"DELETE FROM {table} WHERE handle = ANY(%s)".encode(), (list(removed),))
-        if len(added) >= _COPY_THRESHOLD:
-            with cursor.copy(f"COPY {table} ({_COLUMNS}) FROM STDIN".encode()) as copy:
-                for job in added:
-                    copy.write_row(_row(job))
-        elif added:
-            values = ", ".join(["%s"] * 8)
-            cursor.executemany(f"INSERT INTO {table} ({_COLUMNS}) VALUES ({values})".encode(), map(_row, added))
+    def _write(
+        self,
+        cursor: psycopg.Cursor[tuple[object, ...]],
+        added: Sequence[StoredJob],
+        removed: Sequence[bytes],
+        buried: Sequence[StoredJob],
+        unburied: Sequence[bytes],
+    ) -> None:
+        """The statements of one ``apply`` transaction."""
+        _replace(cursor, self.table, removed, added)
+        _replace(cursor, f"{self.table}_dead", unburied, buried)
 
     def heartbeat(self) -> None:
         """When idle, check the connection with SELECT 1 (reconnecting, and so re-taking the owner lock, as soon

@@ -43,13 +43,16 @@ class RedisStore:
 
     durable = True
 
-    def __init__(self, url: str, prefix: str = "gearworks", timeout: float = 5.0, owner: str | None = None) -> None:
+    def __init__(
+        self, url: str, prefix: str = "gearworks", timeout: float = 5.0, owner: str | None = None, keys: str = ""
+    ) -> None:
         self.url = url
         self.prefix = prefix
-        self._jobs = f"{prefix}:jobs"
-        self._order = f"{prefix}:order"
-        self._dead = f"{prefix}:dead"
-        self._dead_order = f"{prefix}:dead_order"
+        self.timeout = timeout
+        self._jobs = f"{prefix}:jobs{keys}"
+        self._order = f"{prefix}:order{keys}"
+        self._dead = f"{prefix}:dead{keys}"
+        self._dead_order = f"{prefix}:dead_order{keys}"
         self._owner_key = f"{prefix}:owner"
         self._owner = owner
         self._owned = owner is not None
@@ -59,15 +62,19 @@ class RedisStore:
         retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
         self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry)
         try:
-            if owner is not None:
-                self._claim(owner)
-            self._seq = self._top(self._order)
-            self._dead_seq = self._top(self._dead_order)
+            self._start()
         except (redis.RedisError, QueueError) as exc:
             self._redis.close()
             if isinstance(exc, QueueError):
                 raise
             raise QueueError(f"cannot reach Redis queue {url}: {exc}") from exc
+
+    def _start(self) -> None:
+        """Claim the prefix (with an owner) and read where the order sequences stand."""
+        if self._owner is not None:
+            self._claim(self._owner)
+        self._seq = self._top(self._order)
+        self._dead_seq = self._top(self._dead_order)
 
     def _claim(self, owner: str) -> None:
         """Set the owner key, or take it over from a process of this host that is gone; refuse a live owner."""

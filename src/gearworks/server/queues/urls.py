@@ -1,15 +1,17 @@
 """Choosing a queue store from ``--queue URL``: ``memory`` (or gearmand's ``builtin``), ``sqlite:///path``,
 ``redis://host:port/db``, ``postgresql://...``; ``?table=NAME`` (SQL) or ``?prefix=NAME`` (Redis) picks the table or
-key prefix of this server's jobs. Drivers for Redis and PostgreSQL are imported only when asked for."""
+key prefix of this server's jobs. Drivers for Redis and PostgreSQL are imported only when asked for. A cluster's
+nodes (``membership``) share a Redis or PostgreSQL store, by default under ``gearworks_<cluster>`` (table) or
+``gearworks:<cluster>`` (prefix)."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from gearworks.server.queues.base import QueueStore
+from gearworks.server.queues.base import Membership, QueueStore, SharedStore
 from gearworks.server.queues.memory import MemoryStore
 
-__all__ = ["open_store", "store_kind"]
+__all__ = ["open_shared_store", "open_store", "store_kind"]
 
 _KINDS = {
     "memory": "memory", "builtin": "memory", "": "memory", "sqlite": "sqlite",
@@ -79,3 +81,36 @@ def open_store(url: str, *, name: str | None = None, timeout: float = 5.0, owner
     from gearworks.server.queues.postgres import PostgresStore
 
     return PostgresStore(url, timeout=timeout, owner=owner, **({"table": name} if name else {}))
+
+
+def open_shared_store(
+    url: str, membership: Membership, *, name: str | None = None, timeout: float = 5.0
+) -> SharedStore:
+    """Open the store ``url`` names for a node of a cluster (not yet joined: the lease thread joins).
+
+    Args:
+        url: a ``redis://`` or ``postgresql://`` URL (or a libpq conninfo string with ``name`` for the table).
+        membership: this node.
+        name: the table or key prefix (default ``gearworks_<cluster>`` / ``gearworks:<cluster>``).
+        timeout: seconds any store call may take.
+
+    Raises:
+        ValueError: a store that cannot be shared (memory, SQLite) or an unknown scheme.
+        QueueError: the backend could not be reached, or a single server owns the namespace.
+    """
+    kind = "postgres" if "://" not in url and "=" in url else store_kind(url)
+    if kind in ("memory", "sqlite"):
+        raise ValueError(
+            f"--cluster needs a queue every node reaches: redis://... or postgresql://..., not {kind} ({url!r}); "
+            "an SQLite file or the memory queue belongs to one server"
+        )
+    if kind != "postgres" or "://" in url:
+        url, given = _take_name(url, _NAME_PARAMETER[kind])
+        name = name or given
+    if kind == "redis":
+        from gearworks.server.queues.redis_shared import SharedRedisStore
+
+        return SharedRedisStore(url, membership, prefix=name or f"gearworks:{membership.cluster}", timeout=timeout)
+    from gearworks.server.queues.postgres_shared import SharedPostgresStore
+
+    return SharedPostgresStore(url, membership, table=name or f"gearworks_{membership.cluster}", timeout=timeout)
