@@ -178,16 +178,16 @@ class AdminCommands:
             # IGNORED is 1 for a running job whose clients all left (queued ones are removed at once).
             lines = [
                 b"%s\t%d\t%d\t%d" % (job.handle, job.retries, not (job.background or job.clients), job.background)
-                for job in self.board.live_jobs()
+                for job in self.board.jobs.values()
             ]
             return format_block(lines), _NONE
         if lowered[1:] == [b"unique", b"jobs"]:
-            return format_block(job.unique for job in self.board.live_jobs()), _NONE
+            return format_block(job.unique for job in self.board.jobs.values()), _NONE
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n", _NONE
 
     def _jobs(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
         lines = []
-        for job in self.board.live_jobs():
+        for job in self.board.jobs.values():
             worker = job.worker.address if job.worker is not None else b"-"
             lines.append(b"%s\t%s\t%s\t%d" % (job.function.name, job.unique, worker, len(job.clients or ())))
         return format_block(lines), _NONE

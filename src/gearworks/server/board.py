@@ -24,7 +24,7 @@ import heapq
 import itertools
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from itertools import islice
 
 from gearworks.protocol.outbox import take_ready
@@ -612,28 +612,3 @@ class Board:
                 self._enqueue(job)
             count += 1
         return count
-
-    # -- queries -------------------------------------------------------------------------------------------
-
-    def job_by_unique(self, unique: bytes) -> Job[Peer] | None:
-        """The most recently created live job with this unique, whatever its function (§3.6)."""
-        if not unique:
-            return None
-        found: Job[Peer] | None = None
-        newest = -1
-        for function in self.functions.values():
-            job = function.by_unique(unique)
-            if job is not None:
-                number = _handle_number(job.handle)
-                if number > newest:
-                    found, newest = job, number
-        return found
-
-    def live_jobs(self) -> Iterator[Job[Peer]]:
-        """Every job not finished, in creation order."""
-        return iter(self.jobs.values())
-
-
-def _handle_number(handle: bytes) -> int:
-    tail = handle.rpartition(b":")[2]
-    return int(tail) if tail.isdigit() else 0

@@ -87,9 +87,25 @@ def status_body(board: Board, handle: bytes) -> bytes:
     return b"\0".join((handle, b"1", running, job.numerator, job.denominator))
 
 
+def newest_by_unique(board: Board, unique: bytes) -> Job[Peer] | None:
+    """The most recently created live job with this unique, whatever its function (PROTOCOL.md §3.6)."""
+    if not unique:
+        return None
+    found: Job[Peer] | None = None
+    newest = -1
+    for function in board.functions.values():
+        job = function.by_unique(unique)
+        if job is not None:
+            tail = job.handle.rpartition(b":")[2]
+            number = int(tail) if tail.isdigit() else 0
+            if number > newest:
+                found, newest = job, number
+    return found
+
+
 def status_unique_body(board: Board, unique: bytes) -> bytes:
     """STATUS_RES_UNIQUE body: unique, known, running, numerator, denominator, attached clients."""
-    job = board.job_by_unique(unique)
+    job = newest_by_unique(board, unique)
     if job is None:
         return unique + _UNKNOWN_STATUS + b"\x000"
     running = b"1" if job.state is _RUNNING else _ZERO

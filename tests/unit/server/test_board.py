@@ -10,7 +10,7 @@ import pytest
 
 from gearworks.protocol import RES, Decoder, Packet, PacketType
 from gearworks.server.board import Board, Refused
-from gearworks.server.dispatch import Handler, packet_table, status_unique_body
+from gearworks.server.dispatch import Handler, newest_by_unique, packet_table, status_unique_body
 from gearworks.server.jobs import DeadJob, HandleFactory, JobState, Priority
 from gearworks.server.peers import Peer, SleepState
 from gearworks.server.queues.base import StoredJob
@@ -393,7 +393,7 @@ def test_requeue_dead_puts_the_job_back_with_its_handle_and_wakes_sleepers() -> 
     assert received(sleeper) == [pkt(T.NOOP)]
     assert b.dead == {}
     assert b.jobs[b"H:t:1"].retries == 0
-    assert b.job_by_unique(b"u") is b.jobs[b"H:t:1"]
+    assert newest_by_unique(b, b"u") is b.jobs[b"H:t:1"]
     assert send(b, sleeper, T.GRAB_JOB) == [pkt(T.JOB_ASSIGN, b"H:t:1", b"f", b"A")]
     assert send(b, c, T.SUBMIT_JOB_BG, b"f", b"", b"C") == [pkt(T.JOB_CREATED, b"H:t:3")]
 
@@ -601,7 +601,7 @@ def test_status_of_unique_picks_newest_across_functions() -> None:
     c = peer(b)
     send(b, c, T.SUBMIT_JOB_BG, b"f", b"u", b"1")
     send(b, c, T.SUBMIT_JOB_BG, b"g", b"u", b"2")
-    assert b.job_by_unique(b"u") is b.jobs[b"H:t:2"]
+    assert newest_by_unique(b, b"u") is b.jobs[b"H:t:2"]
     assert status_unique_body(b, b"") == b"\x000\x000\x000\x000\x000"
 
 

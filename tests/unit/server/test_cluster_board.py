@@ -66,4 +66,4 @@ def test_disown_forgets_stored_jobs_and_dead_letters_but_not_foreground_jobs() -
     b.submit(b"f", b"", b"foreground", client=client)
     assert b.disown() == 1
     assert b.dead == {}
-    assert [job.workload for job in b.live_jobs()] == [b"foreground"]
+    assert [job.workload for job in b.jobs.values()] == [b"foreground"]
