@@ -116,7 +116,8 @@ class AdminCommands:
 
     def add_command(self, name: bytes, command: Callable[[Peer, list[bytes]], tuple[bytes, AdminAction]]) -> None:
         """Answer the command ``name`` (lower case) with ``command(peer, words)``: a mode's own commands (the
-        cluster's ``cluster``). A command that answers later returns ``b""`` and sends its reply itself."""
+        cluster's ``cluster``). ``command`` must return its reply at once: admin replies leave a connection in the
+        order of its requests."""
         self._commands[name] = command
 
     def handle(self, peer: Peer, line: bytes) -> tuple[bytes, AdminAction]:

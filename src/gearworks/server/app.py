@@ -182,6 +182,8 @@ class JobServer:
                 self.hub.connection, host, config.port, backlog=config.backlog, reuse_address=True, ssl=context
             )
             self.listeners.append(server)
+            if self.cluster is not None and server.sockets:
+                self.cluster.listening(server.sockets[0].getsockname()[1])  # -p 0: the lease shows the bound port
             scheme = "tls" if context else "tcp"
             for sock in server.sockets:
                 name = sock.getsockname()

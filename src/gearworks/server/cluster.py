@@ -10,14 +10,17 @@ finds the lease gone means a peer adopted this node: the board forgets its store
 joins again with a new lease and an empty store share. After each renewal the keeper asks for peers expired that
 long and adopts each in one store transaction; the board restores the adopted jobs as a replay would (order and
 priority, unique keys, epoch times, dead letters) and wakes the workers. Results go to the event loop with
-``call_soon_threadsafe``; the loop never waits for the store. GET_STATUS for a handle the board does not know and
-admin ``cluster`` are answered from the store by the same thread.
+``call_soon_threadsafe``; the loop never waits for the store. GET_STATUS for a handle the board does not know is
+answered from the store by the same thread. Admin ``cluster`` is answered at once, in request order with the other
+admin commands on its connection, from ``Roster``: the membership table as the keeper read it after its last
+renewal (each lease left counted down from then), so it is at most one lease interval old.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import queue
 import threading
@@ -36,7 +39,7 @@ from gearworks.server.jobs import Job, WriteState
 from gearworks.server.peers import Peer, SleepState
 from gearworks.server.queues.base import Member, SharedStore, StoredJob
 
-__all__ = ["Cluster", "ClusterBoard", "ClusterOptions", "Lease", "LeaseKeeper"]
+__all__ = ["Cluster", "ClusterBoard", "ClusterOptions", "Lease", "LeaseKeeper", "Roster"]
 
 log = logging.getLogger("gearworks.server.cluster")
 
@@ -74,6 +77,19 @@ class Lease:
     def fenced(self) -> bool:
         """Whether the lease may have lapsed: hand out nothing."""
         return time.monotonic() > self.valid_until
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """The membership table as the lease thread last read it: ``members`` as of ``taken`` (monotonic)."""
+
+    taken: float
+    members: tuple[Member, ...]
+
+    def now(self, at: float) -> list[Member]:
+        """The members with each lease left counted down to monotonic time ``at``."""
+        age = max(0.0, at - self.taken)
+        return [dataclasses.replace(member, expires_in=member.expires_in - age) for member in self.members]
 
 
 class ClusterBoard(Board):
@@ -125,7 +141,8 @@ _STOP_WAIT = 1.0
 
 
 class LeaseKeeper:
-    """The lease thread: renews, fences, notices a lost lease, adopts expired peers, answers store queries.
+    """The lease thread: renews, fences, notices a lost lease, adopts expired peers, reads the membership table
+    into ``roster`` after each renewal, answers store queries.
 
     Args:
         link: its own connection to the shared store.
@@ -160,6 +177,8 @@ class LeaseKeeper:
         self._rejoin = threading.Event()
         self._fenced_since: float | None = None
         self._failures = 0
+        self.roster = Roster(time.monotonic(), ())
+        """Replaced (never changed) by the thread after each renewal; read by the loop."""
 
     def join(self) -> None:
         """Create this node's lease (at start, before replay, so no peer adopts what this node is loading).
@@ -170,6 +189,7 @@ class LeaseKeeper:
         started = time.monotonic()
         self.link.renew(join=True)
         self.lease.valid_until = started + self.timeout
+        self._read_roster()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the thread."""
@@ -254,6 +274,17 @@ class LeaseKeeper:
         if was_fenced:
             self._post(self.on_renewed)
         self._adopt_expired()
+        self._read_roster()
+
+    def _read_roster(self) -> None:
+        """Read the membership table into ``roster`` (kept as it was if the store does not answer)."""
+        taken = time.monotonic()
+        try:
+            members = self.link.members()
+        except QueueError as exc:
+            log.debug("membership table not read (admin cluster shows the last one): %s", exc)
+            return
+        self.roster = Roster(taken, tuple(members))
 
     def _not_renewed(self, exc: QueueError) -> None:
         self._failures += 1
@@ -317,6 +348,15 @@ class Cluster:
         self.keeper.join()
         self.keeper.start(asyncio.get_running_loop())
 
+    def listening(self, port: int) -> None:
+        """The node listens on ``port``: an address recorded as ``host:0`` (``-p 0``, fixed before the bind) gets
+        the bound port in the lease from the next renewal."""
+        for store in (self.options.store, self.keeper.link):
+            me = store.membership
+            host, colon, old = me.address.rpartition(":")
+            if colon and old == "0":
+                store.membership = dataclasses.replace(me, address=f"{host}:{port}")
+
     def close(self) -> None:
         """Stop the lease thread; the lease lapses (peers adopt what is left after twice the lease timeout)."""
         self.keeper.stop()
@@ -357,20 +397,11 @@ class Cluster:
         self.keeper.ask(lambda store: store.locate(handle), answer)
 
     def _on_cluster(self, peer: Peer, words: list[bytes]) -> tuple[bytes, AdminAction]:
-        """``cluster``: ``NODE\\tADDRESS\\tLEASE_LEFT\\tJOBS\\tSTATE`` per node, answered once the store replies."""
+        """``cluster``: ``NODE\\tADDRESS\\tLEASE_LEFT\\tJOBS\\tSTATE`` per node, from the keeper's roster (at once,
+        so in order with the connection's other admin replies)."""
         me = self.options.node
-
-        def answer(found: object) -> None:
-            if isinstance(found, QueueError):
-                text = str(found).replace(" ", "+").encode()
-                peer.send_text(b"ERR QUEUE_ERROR " + text + b"\r\n")
-            else:
-                assert isinstance(found, list)
-                peer.send_text(format_block(self._row(member, me) for member in found))
-            self._flush()
-
-        self.keeper.ask(lambda store: store.members(), answer)
-        return b"", AdminAction.NONE
+        members = self.keeper.roster.now(time.monotonic())
+        return format_block(self._row(member, me) for member in members), AdminAction.NONE
 
     def _row(self, member: Member, me: str) -> bytes:
         if member.node == me:

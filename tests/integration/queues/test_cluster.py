@@ -2,7 +2,8 @@
 SIGKILL or frozen with SIGSTOP. Every acknowledged job runs, a dead node's jobs run on a peer within
 2 x lease timeout + 2 s, a job runs twice only if the dead node had handed it out, a frozen node hands out nothing
 once its lease is gone and each job keeps one owner, a restarted node loads only what it still owns, adopted jobs
-keep their unique keys, GET_STATUS and admin ``cluster`` answer from the store, and clients fail over."""
+keep their unique keys, GET_STATUS answers from the store, admin ``cluster`` answers in request order from the
+table as of the last renewal (with the bound port as address), and clients fail over."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -61,6 +62,23 @@ def cluster_rows(node: ServerProcess) -> list[ClusterNode]:
         return list(admin.cluster())
 
 
+def settled_rows(node: ServerProcess, view: Callable[[list[ClusterNode]], object], expected: object,
+                 timeout: float = 5.0) -> None:  # fmt: skip
+    """Admin ``cluster`` on ``node`` until ``view(rows) == expected`` (AssertionError after timeout): the node reads
+    the membership table after each lease renewal, so its reply may be one lease interval old."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = cluster_rows(node)
+        if view(rows) == expected:
+            return
+        assert time.monotonic() < deadline, f"admin cluster never showed {expected!r}: {rows}"
+        time.sleep(0.05)
+
+
+def _owned(rows: list[ClusterNode]) -> dict[str, int]:
+    return {row.node: row.jobs for row in rows}
+
+
 def wait_owned(node: ServerProcess, owner: str, count: int, timeout: float = 10.0) -> list[ClusterNode]:
     """Admin ``cluster`` on ``node`` once ``owner`` owns ``count`` stored jobs (AssertionError after timeout)."""
     deadline = time.monotonic() + timeout
@@ -81,9 +99,8 @@ def test_killing_one_of_three_nodes_mid_storm_loses_no_acknowledged_job(nodes: l
     assert takeover <= TAKEOVER_LIMIT, f"the dead node's jobs started running {takeover:.2f} s after the kill"
     assert not outcome.unexplained_duplicates, "jobs ran twice that the dead node had not handed out"
     assert {run.node for run in outcome.runs if run.unique.startswith(b"n0-") and run.node != 0} <= {1, 2}
-    rows = {row.node: row for row in cluster_rows(nodes[1])}
-    assert set(rows) == {"n1", "n2"}  # the dead node's lease went with its jobs
-    assert all(row.jobs == 0 for row in rows.values())  # everything ran and was removed
+    # The dead node's lease went with its jobs; everything ran and was removed.
+    settled_rows(nodes[1], _owned, {"n1": 0, "n2": 0})
 
 
 def test_a_restarted_node_loads_nothing_adopted_and_adopted_jobs_keep_unique_keys_and_status(
@@ -97,7 +114,8 @@ def test_a_restarted_node_loads_nothing_adopted_and_adopted_jobs_keep_unique_key
         created = [submit_one(a.port, PacketType.SUBMIT_JOB_BG, b"adopt", b"u%d" % n, b"x") for n in range(20)]
         handles = [packet.args[0] for packet in created]
         assert all(handle.startswith(b"H:a:") for handle in handles)
-        assert [(row.node, row.jobs, row.state) for row in cluster_rows(b)] == [("a", 20, "live"), ("b", 0, "self")]
+        settled_rows(b, lambda rows: [(row.node, row.jobs, row.state) for row in rows], [("a", 20, "live"),
+                                                                                         ("b", 0, "self")])  # fmt: skip
         a.kill()
         wait_owned(b, "b", 20)
         again = submit_one(b.port, PacketType.SUBMIT_JOB_BG, b"adopt", b"u3", b"y")
@@ -111,7 +129,7 @@ def test_a_restarted_node_loads_nothing_adopted_and_adopted_jobs_keep_unique_key
         assert sorted(drain(b.port, b"adopt")) == sorted(b"u%d" % n for n in range(20))
         unknown = submit_one(a.port, PacketType.GET_STATUS, handles[0])
         assert unknown.args == (handles[0], b"0", b"0", b"0", b"0")
-        assert {row.node: row.jobs for row in cluster_rows(a)} == {"a": 0, "b": 0}
+        settled_rows(a, _owned, {"a": 0, "b": 0})
     finally:
         a.close()
         b.close()
@@ -157,7 +175,7 @@ def test_a_frozen_node_hands_out_nothing_once_its_lease_is_gone_and_each_job_kee
         assert drain(a.port, b"frozen", idle=0.5) == []
         assert sorted(drain(b.port, b"frozen")) == sorted(b"f%d" % n for n in range(20))
         assert submit_one(a.port, PacketType.SUBMIT_JOB_BG, b"later", b"l", b"x").type is PacketType.JOB_CREATED
-        assert {row.node: row.jobs for row in cluster_rows(b)} == {"a": 1, "b": 0}  # a joined again
+        settled_rows(b, _owned, {"a": 1, "b": 0})  # a joined again
     finally:
         a.close()
         b.close()
@@ -205,6 +223,53 @@ def test_clients_fail_over_from_a_dead_node(postgres_url: str, cluster: str) -> 
             worker.stop()
         a.close()
         b.close()
+
+
+def _admin_replies(sock: socket.socket, count: int) -> list[bytes]:
+    """The next ``count`` admin replies on ``sock``: a block up to its ``.`` line, or one ``OK``/``ERR`` line."""
+    data = b""
+    replies: list[bytes] = []
+    while len(replies) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {replies!r} + {data!r}"
+        data += chunk
+        while len(replies) < count:
+            end = None
+            if data.startswith((b"OK", b"ERR")):
+                end = data.find(b"\n")
+                end = None if end < 0 else end + 1
+            elif data.startswith(b".\n"):
+                end = 2
+            elif b"\n.\n" in data:
+                end = data.index(b"\n.\n") + 3
+            if end is None:
+                break
+            replies.append(data[:end])
+            data = data[end:]
+    assert data == b"", f"more than {count} replies: {data!r}"
+    return replies
+
+
+def test_admin_cluster_pipelined_with_other_commands_answers_in_request_order(shared_url: str, cluster: str) -> None:
+    node = cluster_node(shared_url, cluster, "a")
+    try:
+        node.start()
+        submit_one(node.port, PacketType.SUBMIT_JOB_BG, b"ordered", b"o1", b"x")
+        # Started with -p 0: the lease records the bound port (from the first renewal after the bind).
+        settled_rows(node, lambda rows: [(row.node, row.address, row.jobs, row.state) for row in rows],
+                     [("a", f"127.0.0.1:{node.port}", 1, "self")])  # fmt: skip
+        with socket.create_connection(("127.0.0.1", node.port), timeout=5) as sock:
+            for _ in range(3):
+                sock.sendall(b"cluster\r\nstatus\r\nversion\r\n")  # one write
+                clustered, status, version = _admin_replies(sock, 3)
+                rows = clustered.split(b"\n")[:-2]
+                assert [row.split(b"\t")[0::3] for row in rows] == [[b"a", b"1"]], clustered
+                assert 0 < float(rows[0].split(b"\t")[2]) <= 1.0  # lease left, counted down from the last read
+                assert rows[0].endswith(b"\tself"), clustered
+                assert status == b"ordered\t1\t0\t0\n.\n"
+                assert version.startswith(b"OK "), version
+    finally:
+        node.close()
 
 
 @pytest.mark.parametrize("queue", ["memory", "sqlite:///{tmp}/queue.db"])

@@ -135,8 +135,9 @@ class SharedStore(QueueStore, Protocol):
         ...
 
     def renew(self, *, join: bool = False) -> bool:
-        """Extend this node's lease by ``lease_timeout`` from now (the store's clock); False when it is gone (a peer
-        adopted this node). With ``join``, create it (or take over this node's own stale one).
+        """Extend this node's lease by ``lease_timeout`` from now (the store's clock) and record its current
+        ``membership.address``; False when it is gone (a peer adopted this node). With ``join``, create it (or take
+        over this node's own stale one).
 
         Raises:
             QueueError: the store did not answer, or (``join``) a live process already holds this node id.

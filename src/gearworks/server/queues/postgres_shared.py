@@ -130,8 +130,8 @@ class SharedPostgresStore(PostgresStore):
         me = self.membership
         if not join:
             rows = self._run(
-                f"UPDATE {self._nodes} SET expires = {_NOW} + %s WHERE node = %s AND process = %s",
-                (me.lease_timeout, me.node, me.process),
+                f"UPDATE {self._nodes} SET expires = {_NOW} + %s, address = %s WHERE node = %s AND process = %s",
+                (me.lease_timeout, me.address, me.node, me.process),
             )
             return rows[0][0] == 1
         held = self._run(f"SELECT process, expires - {_NOW} FROM {self._nodes} WHERE node = %s", (me.node,))
