@@ -2,7 +2,9 @@
 and PHP's libgearman client, in one run.
 
 Scenarios, in jobs/s (medians of interleaved rounds): sequential foreground round trips, one 5,000-task set,
-10,000 pipelined background submissions, 1 MiB foreground round trips. gearmand runs with -t 4; one
+10,000 pipelined background submissions (one ``submit`` each; and gearworks' batch API, ``submit_background_many``,
+compared with PHP's pipelined background row), 1 MiB foreground round trips. gearmand runs with -t 4 (each
+background run on a fresh one, as queued jobs slow it down; the order of clients rotates per round); one
 PHP/libgearman worker echoes the small jobs, one Perl Gearman::Worker echoes the 1 MiB ones (PHP's client moves
 1 MiB payloads slowly, so it runs fewer of them). The Perl client has no pipelining: its background row is
 sequential ``dispatch_background``. Ends with one ``RESULT {json}`` line.
@@ -34,9 +36,16 @@ from gearworks.protocol import Decoder, PacketType, encode  # noqa: E402
 PEERS = ROOT / "tests" / "peers"
 SMALL = b"x" * 32
 BIG = b"\0gearworks" * (1024 * 1024 // 10) + b"\0" * (1024 * 1024 % 10)
-SCENARIOS = ("sequential", "task set", "background", "1 MiB")
-FUNCTIONS = {"sequential": "bench_echo", "task set": "bench_echo", "background": "bench_sink", "1 MiB": "bench_big"}
+SCENARIOS = ("sequential", "task set", "background", "background batch", "1 MiB")
+FUNCTIONS = {
+    "sequential": "bench_echo",
+    "task set": "bench_echo",
+    "background": "bench_sink",
+    "background batch": "bench_sink",
+    "1 MiB": "bench_big",
+}
 PEER_MODES = {"sequential": "seq", "task set": "pipe", "background": "bg", "1 MiB": "seq"}
+"""What the peers run; they have no batch API (PHP's pipelined ``bg`` is the batch rows' reference)."""
 
 
 def counts(quick: bool) -> dict[str, int]:
@@ -44,6 +53,7 @@ def counts(quick: bool) -> dict[str, int]:
         "sequential": 500 if quick else 5000,
         "task set": 5000,
         "background": 10_000,
+        "background batch": 10_000,
         "1 MiB": 30 if quick else 200,
     }
 
@@ -71,6 +81,9 @@ async def run_async(scenario: str, count: int, port: int) -> float:
             for _ in range(count):
                 tasks.add(function, SMALL)
             check(await tasks.wait(120))
+        elif scenario == "background batch":
+            handles = await client.submit_background_many(function, [SMALL] * count)
+            assert len(handles) == count
         else:
             check(await client.wait([client.submit(function, SMALL, background=True) for _ in range(count)], 120))
         return count / (time.perf_counter() - start)
@@ -90,6 +103,9 @@ def run_blocking(scenario: str, count: int, port: int) -> float:
             for _ in range(count):
                 tasks.add(function, SMALL)
             check(tasks.wait(120))
+        elif scenario == "background batch":
+            handles = client.submit_background_many(function, [SMALL] * count)
+            assert len(handles) == count
         else:
             check(client.wait([client.submit(function, SMALL, background=True) for _ in range(count)], 120))
         return count / (time.perf_counter() - start)
@@ -151,26 +167,43 @@ def main() -> None:
     ]
     port = server.port
     uv = uvloop_runner()
-    clients: dict[str, Callable[[str, int], float]] = {
-        "async": lambda scenario, n: asyncio.run(run_async(scenario, n, port)),
-        "blocking": lambda scenario, n: run_blocking(scenario, n, port),
-        "perl": lambda scenario, n: run_peer("perl", scenario, n, port),
-        "php": lambda scenario, n: run_peer("php", scenario, n, port),
+    clients: dict[str, Callable[[str, int, int], float]] = {
+        "async": lambda scenario, n, port: asyncio.run(run_async(scenario, n, port)),
+        "blocking": run_blocking,
+        "perl": lambda scenario, n, port: run_peer("perl", scenario, n, port),
+        "php": lambda scenario, n, port: run_peer("php", scenario, n, port),
     }
     if uv is not None:
-        clients["async+uvloop"] = lambda scenario, n: uv(run_async(scenario, n, port))
+        clients["async+uvloop"] = lambda scenario, n, port: uv(run_async(scenario, n, port))
     samples: dict[str, dict[str, list[float]]] = {s: {c: [] for c in clients} for s in SCENARIOS}
     floor: list[float] = []
     try:
         with Client(server.address) as warm:  # both workers registered before anything is timed
             warm.do("bench_echo", b"warm", timeout=30)
             warm.do("bench_big", b"warm", timeout=30)
-        for _ in range(rounds):
+        names = list(clients)
+        for index in range(rounds):
             floor.append(run_floor(sizes["sequential"], port))
-            for scenario in SCENARIOS:
-                for name, run in clients.items():
+            order = names[index % len(names) :] + names[: index % len(names)]
+            scenarios = list(SCENARIOS)
+            if index % 2:
+                scenarios.reverse()
+            for scenario in scenarios:
+                for name in order:
+                    run = clients[name]
+                    if scenario not in PEER_MODES and name in peer_sizes:
+                        continue  # no batch API in the peers
                     count = peer_sizes[name][scenario] if name in peer_sizes else sizes[scenario]
-                    samples[scenario][name].append(run(scenario, count))
+                    if FUNCTIONS[scenario] != "bench_sink":
+                        samples[scenario][name].append(run(scenario, count, port))
+                        continue
+                    # Background jobs stay queued (no worker runs them) and gearmand slows as its queue grows: each
+                    # background run gets a fresh gearmand of its own.
+                    sink = gearmand_process("-t", "4").start()
+                    try:
+                        samples[scenario][name].append(run(scenario, count, sink.port))
+                    finally:
+                        sink.close()
     finally:
         for worker in workers:
             worker.kill()
@@ -180,11 +213,11 @@ def main() -> None:
 
 
 def report(samples: dict[str, dict[str, list[float]]], floor: float, rounds: int) -> None:
-    medians = {s: {c: statistics.median(v) for c, v in per.items()} for s, per in samples.items()}
+    medians = {s: {c: statistics.median(v) for c, v in per.items() if v} for s, per in samples.items()}
     names = list(next(iter(medians.values())))
     print(f"{'jobs/s (median of ' + str(rounds) + ')':26}" + "".join(f"{name:>14}" for name in names))
     for scenario, row in medians.items():
-        print(f"{scenario:26}" + "".join(f"{row[name]:14,.0f}" for name in names))
+        print(f"{scenario:26}" + "".join(f"{row[name]:14,.0f}" if name in row else f"{'-':>14}" for name in names))
     print(f"{'sequential floor (raw socket, no client library)':50}{floor:10,.0f}")
     best = {s: max(row.get("async", 0.0), row.get("async+uvloop", 0.0)) for s, row in medians.items()}
     targets = {
@@ -192,10 +225,13 @@ def report(samples: dict[str, dict[str, list[float]]], floor: float, rounds: int
         "async >= 3x perl sequential": best["sequential"] / (3 * medians["sequential"]["perl"]),
         "async >= 2x php task set": best["task set"] / (2 * medians["task set"]["php"]),
         "async >= php background": best["background"] / medians["background"]["php"],
+        "async batch >= 4x php background": best["background batch"] / (4 * medians["background"]["php"]),
+        "blocking batch >= php background": medians["background batch"]["blocking"] / medians["background"]["php"],
         "async >= perl 1 MiB": best["1 MiB"] / medians["1 MiB"]["perl"],
         **{
             f"blocking >= perl {scenario}": medians[scenario]["blocking"] / medians[scenario]["perl"]
             for scenario in SCENARIOS
+            if scenario in PEER_MODES
         },
     }
     print()

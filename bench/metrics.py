@@ -39,10 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.server import Driver, measure, raw_client, raw_worker_argv  # noqa: E402
 from tests.peers.raw_worker import RawWorker  # noqa: E402
 from tests.servers import ServerProcess, gearworks_process  # noqa: E402
 
+from bench.server import Driver, measure, raw_client, raw_worker_argv  # noqa: E402
 from gearworks.protocol import PacketType  # noqa: E402
 
 SCENARIOS = ("sequential", "pipelined fg", "pipelined bg", "drain 2 workers")

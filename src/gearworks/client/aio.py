@@ -124,6 +124,22 @@ class AsyncClient(BaseClient):
         await self._room(options)
         return cast(JobHandle, await self.submit(function, workload, background=True, when=when, **options))
 
+    async def submit_background_many(
+        self, function: str | bytes, workloads: Iterable[object], **options: Unpack[SubmitOptions]
+    ) -> list[JobHandle]:
+        """Queue one background job per workload (``submit_many``) and return their handles, in order, once every
+        one is created.
+
+        Raises:
+            ValueError, TypeError: bad arguments or workloads (nothing is sent).
+            ServerError, ConnectionLost, JobTimeout: the first job in order that failed (the others are created
+                or failed too by then); ``submit_many(..., background=True)`` gives each job's own outcome.
+        """
+        await self._room(options)
+        jobs = self.submit_many(function, workloads, background=True, **options)
+        await all_finished(jobs)
+        return self._handles(jobs)
+
     def task_set(self) -> AsyncTaskSet:
         """A new, empty task set."""
         return AsyncTaskSet(self)

@@ -122,6 +122,19 @@ class Client(BaseClient):
             self._pump(lambda: job.done)
         return cast(JobHandle, job.result())
 
+    def submit_background_many(
+        self, function: str | bytes, workloads: Iterable[object], **options: Unpack[SubmitOptions]
+    ) -> list[JobHandle]:
+        """Queue one background job per workload (``submit_many``) and return their handles, in order, once every
+        one is created.
+
+        Raises:
+            ValueError, TypeError: bad arguments or workloads (nothing is sent).
+            ServerError, ConnectionLost, JobTimeout: the first job in order that failed (the others are created
+                or failed too by then); ``submit_many(..., background=True)`` gives each job's own outcome.
+        """
+        return self._handles(self.wait(self.submit_many(function, workloads, background=True, **options)))
+
     def task_set(self) -> BlockingTaskSet:
         """A new, empty task set."""
         return BlockingTaskSet(self)

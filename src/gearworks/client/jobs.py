@@ -52,10 +52,40 @@ class JobHandle(bytes):
 
     @classmethod
     def on(cls, handle: bytes, server: ServerAddress) -> JobHandle:
-        """``handle`` tagged with the ``server`` that issued it."""
-        tagged = cls(handle)
-        tagged.server = server
-        return tagged
+        """``handle`` tagged with the ``server`` that issued it.
+
+        The server is a class attribute of a subclass made once per server (cached), not an attribute of each
+        handle: a ``bytes`` subclass cannot have slots, and a ``__dict__`` per handle costs memory and collector
+        time when a client holds 100,000 of them.
+        """
+        if cls is not JobHandle:
+            tagged = cls(handle)
+            tagged.server = server
+            return tagged
+        return cls.of(server)(handle)
+
+    @staticmethod
+    def of(server: ServerAddress) -> type[JobHandle]:
+        """The JobHandle subclass of ``server``'s handles: ``JobHandle.of(server)(handle)`` is ``on``'s result."""
+        kind = _HANDLE_TYPES.get(server)
+        if kind is None:
+            if len(_HANDLE_TYPES) >= _HANDLE_TYPES_MAX:
+                _HANDLE_TYPES.clear()
+            kind = _HANDLE_TYPES[server] = type("JobHandle", (JobHandle,), {"server": server, "__module__": __name__})
+        return kind
+
+    def __reduce__(self) -> tuple[Callable[[bytes, ServerAddress], JobHandle], tuple[bytes, ServerAddress | None]]:
+        return _handle, (bytes(self), self.server)
+
+
+def _handle(handle: bytes, server: ServerAddress | None) -> JobHandle:
+    """Unpickle a JobHandle."""
+    return JobHandle(handle) if server is None else JobHandle.on(handle, server)
+
+
+_HANDLE_TYPES: dict[ServerAddress, type[JobHandle]] = {}
+_HANDLE_TYPES_MAX = 1024
+"""Servers with a cached handle subclass before the cache starts over (a client that keeps replacing servers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +249,9 @@ class Outcome(Generic[T]):
         self._done = False
         self._result: T | None = None
         self._error: GearworksError | None = None
-        # One future per waiting task, so cancelling one waiter never cancels another's wait.
-        self._waiters: list[Waiter] | None = None
+        # One future per waiting task, so cancelling one waiter never cancels another's wait. A lone waiter (the
+        # common case: one task, or one countdown over many jobs) is kept as it is, without a list per outcome.
+        self._waiters: Waiter | list[Waiter] | None = None
 
     @property
     def done(self) -> bool:
@@ -256,14 +287,20 @@ class Outcome(Generic[T]):
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, None
         if waiters is not None:
-            _release(waiters)
+            if isinstance(waiters, list):
+                _release(waiters)
+            elif not waiters.done():
+                waiters.set_result(None)
 
     def _watch(self, waiter: Waiter) -> None:
         """Have ``waiter.set_result(None)`` called once this outcome is done."""
-        if self._waiters is None:
-            self._waiters = [waiter]
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = waiter
+        elif isinstance(waiters, list):
+            waiters.append(waiter)
         else:
-            self._waiters.append(waiter)
+            self._waiters = [waiters, waiter]
 
     async def _finished(self) -> None:
         """Wait (asyncio) until this outcome is done."""
@@ -389,7 +426,7 @@ class Job(Outcome[Any]):
         self.deadline: float | None = None
         # Set by the session: the encoded packet (kept for resubmission), the coalescing key, and the jobs that
         # share this job's submission (itself first).
-        self.packet: list[bytes] = []
+        self.packet: list[bytes] | tuple[()] = ()  # a batch's job: none of its own until submitted again
         self.key: tuple[bytes, bytes] | None = None
         self.group: list[Job] = [self]
         self._watchers: list[Waiter] | None = None  # event iterators waiting for the next event

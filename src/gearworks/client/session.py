@@ -24,6 +24,7 @@ import heapq
 import itertools
 import logging
 import math
+import operator
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -64,7 +65,15 @@ from gearworks.errors import (
     ProtocolError,
     ServerError,
 )
-from gearworks.protocol import DEFAULT_MAX_PACKET_SIZE, Decoder, Packet, PacketType, encode, encode_parts
+from gearworks.protocol import (
+    DEFAULT_MAX_PACKET_SIZE,
+    Decoder,
+    Packet,
+    PacketType,
+    encode,
+    encode_parts,
+    encode_submissions,
+)
 from gearworks.protocol.fields import as_bytes, c_atoi
 from gearworks.protocol.outbox import Outbox, take_ready
 
@@ -95,6 +104,8 @@ _CALLBACKS = frozenset(
 )
 
 Pending = Job | Call[Any]
+_UNIQUE = operator.attrgetter("unique")
+_WORKLOAD = operator.attrgetter("workload")
 Handler = Callable[["Channel", tuple[bytes, ...], float], None]
 
 _COMPACT_MIN = 64
@@ -135,11 +146,13 @@ class ChannelState(Enum):
 class Channel(Outbox[bytes]):
     """The session's view of one server connection: requests waiting for replies, bytes to write, handles."""
 
-    __slots__ = ("address", "coalesce", "decoder", "handles", "pending", "since", "state", "unsent")
+    __slots__ = ("address", "coalesce", "decoder", "handle", "handles", "pending", "since", "state", "unsent")
 
     def __init__(self, address: ServerAddress, max_packet_size: int, ready: list[Channel]) -> None:
         super().__init__(ready)
         self.address = address
+        self.handle = JobHandle.of(address)
+        """Makes this server's JobHandles from the bytes of a JOB_CREATED."""
         self.state = ChannelState.IDLE
         self.decoder = Decoder(max_packet_size=max_packet_size)
         self.pending: deque[Pending] = deque()
@@ -292,6 +305,96 @@ class ClientSession:
             job.deadline = timeout  # made absolute by submit()
         return job
 
+    def new_jobs(
+        self, function: str | bytes, workloads: Iterable[object], *, background: bool = False, options: SubmitOptions
+    ) -> list[Job]:
+        """Build many jobs of one function with the same options, as ``new_job`` would one by one (each workload
+        encoded by the codec, each background job with a unique key of its own), checking everything first: an
+        error raises before any job is made. Their packets are encoded later, together, by ``submit_many``.
+
+        Raises:
+            ValueError, TypeError: as ``new_job``, for the first workload at fault.
+        """
+        name = self.router.function(function)
+        encode_workload = self.codec.encode
+        payloads = [encode_workload(workload) for workload in workloads]
+        priority: Priority = options.get("priority", "normal")
+        ptype = _SUBMIT_TYPES.get((priority, background))
+        if ptype is None:
+            raise ValueError(f"priority must be 'normal', 'high' or 'low', not {priority!r}")
+        unique_option = options.get("unique")
+        fixed = as_bytes(unique_option, "unique") if unique_option is not None else None
+        for value, what in ((name, "function"), (fixed or b"", "unique")):
+            if b"\0" in value:
+                raise ValueError(f"{ptype.name} argument {what!r} must not contain a NUL byte")
+        callbacks = None
+        if not _CALLBACKS.isdisjoint(options) and any(options.get(key) for key in _CALLBACKS):
+            callbacks = Callbacks(**{key: options.get(key) for key in _CALLBACKS})  # type: ignore[arg-type]
+        retry_count = options.get("retry_count", 0)
+        timeout = options.get("timeout")
+        limit = self.max_packet_size - len(name) - 2
+        if fixed is not None:
+            uniques: Iterable[bytes] = itertools.repeat(fixed, len(payloads))
+        elif background:
+            prefix, counter = self._unique_prefix, self._unique_counter
+            uniques = [b"%s-%d" % (prefix, next(counter)) for _ in payloads]
+        else:
+            uniques = itertools.repeat(b"", len(payloads))
+        jobs: list[Job] = []
+        append = jobs.append
+        for unique, payload in zip(uniques, payloads, strict=True):
+            if len(unique) + len(payload) > limit:
+                size = len(name) + 2 + len(unique) + len(payload)
+                raise ValueError(
+                    f"{ptype.name} body of {size} bytes exceeds the {self.max_packet_size}-byte packet limit"
+                )
+            job = Job(
+                name,
+                payload,
+                unique,
+                priority=priority,
+                background=background,
+                retry_count=retry_count,
+                callbacks=callbacks,
+            )
+            if not background and unique:
+                job.key = (name, b"-" + payload if unique == b"-" else unique)
+            job.deadline = timeout
+            append(job)
+        return jobs
+
+    def submit_many(self, jobs: list[Job], now: float) -> None:
+        """Route and queue jobs made by one ``new_jobs`` call, as ``submit`` would one by one (unique keys route
+        by hash, others round-robin), but with one encoding pass and one pending extension per server.
+
+        Raises:
+            NoServerAvailable: a job has no server to go to; then none of them is queued (jobs with unique keys
+                that may coalesce, foreground, are queued one by one: those before it are).
+            ClientClosed: the client is closed.
+        """
+        self._check_open()
+        if not jobs:
+            return
+        if jobs[0].key is not None:
+            # Foreground jobs with unique keys may coalesce with each other and with jobs in flight: one at a time.
+            for job in jobs:
+                self.submit(job, now)
+            return
+        router = self.router
+        if len(router.servers) == 1:
+            routes = {router.pick(now): jobs}
+        else:
+            routes = {}
+            for job in jobs:
+                routes.setdefault(router.pick(now, job.unique or None), []).append(job)
+        if jobs[0].deadline is not None:
+            for job in jobs:
+                if job.deadline is not None:
+                    job.deadline += now
+                    self._add_timer(job, job.deadline, resubmit=False)
+        for address, batch in routes.items():
+            self._queue_many(self._channel(address), batch, now)
+
     def submit(self, job: Job, now: float) -> None:
         """Route ``job`` to a server and queue its submission.
 
@@ -319,7 +422,29 @@ class ClientSession:
                     job._emit(CreatedEvent(handle))
                 return
             channel.coalesce[job.key] = job.group
-        self._queue(channel, job, job.packet, now)
+        self._queue(channel, job, job.packet or self._packet(job), now)
+
+    def _packet(self, job: Job) -> list[bytes]:
+        """The submission of a job from a batch (sent in its batch's buffer), encoded again to submit it anew."""
+        ptype = _SUBMIT_TYPES[(job.priority, job.background)]
+        job.packet = encode_parts(ptype, (job.function, job.unique, job.workload), max_size=self.max_packet_size)
+        return job.packet
+
+    def _queue_many(self, channel: Channel, jobs: list[Job], now: float) -> None:
+        """``_queue`` for jobs of one function and one submission type, their packets encoded into one buffer."""
+        first = jobs[0]
+        address = channel.address
+        for job in jobs:
+            job.server = address
+        if not channel.pending:
+            channel.since = now
+        channel.pending.extend(jobs)
+        ptype = _SUBMIT_TYPES[(first.priority, first.background)]
+        chunks = encode_submissions(
+            ptype, first.function, zip(map(_UNIQUE, jobs), map(_WORKLOAD, jobs), strict=True), self.max_packet_size
+        )
+        channel.push_all(chunks)
+        channel.unsent += len(jobs)
 
     def echo(self, data: bytes, now: float) -> Call[bytes]:
         """ECHO_REQ to one server; the reply is the same bytes."""
@@ -686,11 +811,15 @@ class ClientSession:
         group = job.group
         if not group:
             return  # every job of this submission gave up (timeout) before the server answered
-        handle = JobHandle.on(args[0], channel.address)
+        handle = channel.handle(args[0])
         if job.background:
             # Done once created, like the seeds' clients: on_created only, no on_complete before any worker ran it.
+            # A background job is never coalesced nor in ``handles``: ``_finish`` without its look-ups.
             job.handle = handle
-            self._finish(job, CreatedEvent(handle))
+            group.clear()
+            if self._job_timers:
+                self._clear_timers(job)
+            job._emit(CreatedEvent(handle))
             job._resolve(handle)
             return
         known = channel.handles.get(handle)
@@ -920,6 +1049,37 @@ class BaseClient:
             self._session.submit(job, self._now())
             self._flush()
             return job
+
+    def submit_many(
+        self,
+        function: str | bytes,
+        workloads: Iterable[object],
+        *,
+        background: bool = False,
+        **options: Unpack[SubmitOptions],
+    ) -> list[Job]:
+        """Submit one job per workload, all of ``function`` with the same options, and return them at once, in
+        order: as ``submit`` in a loop, but encoded into one buffer per server and written together.
+
+        Raises:
+            ValueError, TypeError: as ``submit``, for any workload; nothing is sent then.
+            NoServerAvailable: every server is down or backing off.
+            ClientClosed: the client was closed (``connect()`` opens it again).
+        """
+        with self._lock:
+            jobs = self._session.new_jobs(function, workloads, background=background, options=options)
+            self._make_room()
+            self._session.submit_many(jobs, self._now())
+            self._flush()
+            return jobs
+
+    @staticmethod
+    def _handles(jobs: list[Job]) -> list[JobHandle]:
+        """The handles of done background jobs, in order; the first failed job's error if any failed."""
+        for job in jobs:
+            if job.error is not None:
+                raise job.error
+        return [cast(JobHandle, job.handle) for job in jobs]
 
     def _enqueue(self, function: str | bytes, workload: object, **options: Unpack[SubmitOptions]) -> Job:
         with self._lock:

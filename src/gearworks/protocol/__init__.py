@@ -18,6 +18,7 @@ from gearworks.protocol.codec import (
     encode,
     encode_many,
     encode_parts,
+    encode_submissions,
 )
 from gearworks.protocol.packets import ARGUMENTS, HEADER_SIZE, REQ, RES, Packet, PacketType
 
@@ -37,6 +38,7 @@ __all__ = [
     "encode",
     "encode_many",
     "encode_parts",
+    "encode_submissions",
     "format_block",
     "reply_shape",
     "split_words",

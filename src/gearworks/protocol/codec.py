@@ -25,6 +25,7 @@ __all__ = [
     "encode",
     "encode_many",
     "encode_parts",
+    "encode_submissions",
     "pack_header",
 ]
 
@@ -102,6 +103,48 @@ def encode_parts(
     if size > max_size:
         raise ValueError(f"{ptype.name} body of {size} bytes exceeds the {max_size}-byte packet limit")
     return [pack_header(magic, ptype, size) + prefix, payload]
+
+
+def encode_submissions(
+    ptype: PacketType, function: bytes, jobs: Iterable[tuple[bytes, bytes]], max_size: int = DEFAULT_MAX_PACKET_SIZE
+) -> list[bytes]:
+    """Encode many SUBMIT_JOB* packets of one type and function, one per ``(unique, payload)``, as few chunks as
+    possible for one vectored write: consecutive packets share one buffer; a large payload (``LARGE_PAYLOAD``) stays
+    its own, uncopied chunk, as with ``encode_parts``.
+
+    Raises:
+        ValueError: a type that is not a three-argument submission, a NUL in ``function`` or a unique key, or a
+            body over ``max_size`` (nothing is returned then).
+    """
+    if _ARGC[ptype] != 3:
+        raise ValueError(f"{ptype.name} is not a three-argument submission")
+    if _NUL in function:
+        raise ValueError(f"{ptype.name} argument {ARGUMENTS[ptype][0]!r} must not contain a NUL byte")
+    chunks: list[bytes] = []
+    out = bytearray()
+    name = function + _NUL
+    base = len(name) + 1
+    header = _HEADER.pack
+    number = int(ptype)
+    for unique, payload in jobs:
+        size = base + len(unique) + len(payload)
+        if size > max_size:
+            raise ValueError(f"{ptype.name} body of {size} bytes exceeds the {max_size}-byte packet limit")
+        if _NUL in unique:
+            raise ValueError(f"{ptype.name} argument {ARGUMENTS[ptype][1]!r} must not contain a NUL byte")
+        out += header(REQ, number, size)
+        out += name
+        out += unique
+        out += _NUL
+        if len(payload) < LARGE_PAYLOAD:
+            out += payload
+        else:
+            chunks.append(bytes(out))
+            chunks.append(payload)
+            out.clear()
+    if out:
+        chunks.append(bytes(out))
+    return chunks
 
 
 class Decoder:

@@ -63,6 +63,13 @@ class Front:
         handle: JobHandle = self._either("submit_background", function, workload, **options)
         return handle
 
+    def submit_many(self, function: str | bytes, workloads: list[Any], **options: Any) -> list[Job]:
+        return self._sync(lambda: self.client.submit_many(function, workloads, **options))
+
+    def submit_background_many(self, function: str | bytes, workloads: list[Any], **options: Any) -> list[JobHandle]:
+        handles: list[JobHandle] = self._either("submit_background_many", function, workloads, **options)
+        return handles
+
     def wait(self, jobs: list[Job], timeout: float | None = None) -> list[Job]:
         done: list[Job] = self._either("wait", jobs, timeout)
         return done
