@@ -11,7 +11,8 @@ joins again with a new lease and an empty store share. After each renewal the ke
 long and adopts each in one store transaction; the board restores the adopted jobs as a replay would (order and
 priority, unique keys, epoch times, dead letters) and wakes the workers. Results go to the event loop with
 ``call_soon_threadsafe``; the loop never waits for the store. GET_STATUS for a handle the board does not know is
-answered from the store by the same thread. Admin ``cluster`` is answered at once, in request order with the other
+answered from the store by the same thread, its reply held in place on the connection (``Peer.hold_reply``) so
+that later replies do not overtake it. Admin ``cluster`` is answered at once, in request order with the other
 admin commands on its connection, from ``Roster``: the membership table as the keeper read it after its last
 renewal (each lease left counted down from then), so it is at most one lease interval old.
 """
@@ -388,10 +389,13 @@ class Cluster:
             peer.send(_STATUS_RES, status_body(self.board, handle))
             return
 
+        # Held in place: the replies to requests after this one wait for the store's answer (request order).
+        marker = peer.hold_reply(_STATUS_RES)
+
         def answer(found: object) -> None:
             # The store knows that the job exists and who owns it, not whether a worker holds it now.
             known = isinstance(found, tuple)
-            peer.send(_STATUS_RES, handle + (b"\x001\x000\x000\x000" if known else b"\x000\x000\x000\x000"))
+            peer.fill(marker, handle + (b"\x001\x000\x000\x000" if known else b"\x000\x000\x000\x000"))
             self._flush()
 
         self.keeper.ask(lambda store: store.locate(handle), answer)

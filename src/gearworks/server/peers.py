@@ -6,8 +6,10 @@ last drain puts the peer on ``Board.ready``, and after each batch the driver (``
 ``board.take_ready()`` and writes each peer's ``take_out()``. A background job not yet safe in a durable queue is
 acknowledged with ``hold(job)``: its marker, and everything queued behind it, stays in ``out`` until the job's
 write is done (then JOB_CREATED) or lost (then ERROR QUEUE_ERROR); ``Board.written`` puts such peers back on
-``ready``. A peer never references its connection or any callback, so a closed connection is freed by reference
-counting alone. No sockets and no job logic here.
+``ready``. A reply that another thread works out (cluster GET_STATUS from the store) is queued in place as a
+``PendingReply`` with ``hold_reply``; ``fill`` gives it its body and puts the peer back on ``ready``, so replies
+leave in request order. A peer never references its connection or any callback, so a closed connection is freed by
+reference counting alone. No sockets and no job logic here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from gearworks.protocol.outbox import Outbox
 from gearworks.protocol.packets import RES, PacketType
 from gearworks.server.jobs import Function, Job, WriteState
 
-__all__ = ["Peer", "SleepState"]
+__all__ = ["Peer", "PendingReply", "SleepState"]
 
 _ERROR = int(PacketType.ERROR)
 _JOB_CREATED = int(PacketType.JOB_CREATED)
@@ -40,7 +42,17 @@ class SleepState(Enum):
 _AWAKE = SleepState.AWAKE
 
 
-class Peer(Outbox["bytes | Job[Peer]"]):
+class PendingReply:
+    """A reply queued in request order before its body is known; ``Peer.fill`` completes it."""
+
+    __slots__ = ("body", "ptype")
+
+    def __init__(self, ptype: int) -> None:
+        self.ptype = ptype
+        self.body: bytes | None = None
+
+
+class Peer(Outbox["bytes | Job[Peer] | PendingReply"]):
     """One connection's state: its abilities (function → CAN_DO_TIMEOUT seconds, oldest registration first; a set,
     so duplicates cost nothing), sleep state, jobs it runs and waits on, client id and options, and its output."""
 
@@ -83,7 +95,7 @@ class Peer(Outbox["bytes | Job[Peer]"]):
         self.running: set[Job[Peer]] = set()
         self.waiting: dict[Job[Peer], None] = {}
         self.held = 0
-        """JOB_CREATED markers in ``out``, waiting for durable writes."""
+        """Markers in ``out``: JOB_CREATED waiting for durable writes, and ``PendingReply`` waiting for a body."""
 
     def __repr__(self) -> str:
         return f"<Peer fd={self.fd} {self.address!r}>"
@@ -121,9 +133,22 @@ class Peer(Outbox["bytes | Job[Peer]"]):
         self.push(job)
         self.held += 1
 
+    def hold_reply(self, ptype: int) -> PendingReply:
+        """Queue a ``ptype`` reply whose body comes later (``fill``): it and everything queued after it wait."""
+        marker = PendingReply(ptype)
+        self.push(marker)
+        self.held += 1
+        return marker
+
+    def fill(self, marker: PendingReply, body: bytes) -> None:
+        """Give a held reply its body; the peer goes back on ``ready`` (the driver writes what is now free)."""
+        marker.body = body
+        self.ready.append(self)
+
     # Only bytes leave: a marker becomes its reply or stays queued, so the narrower list type is sound.
     def take_out(self) -> list[bytes]:  # type: ignore[override]
-        """Everything that may be written now, in order; output behind a pending JOB_CREATED stays queued."""
+        """Everything that may be written now, in order; output behind a pending JOB_CREATED or an unfilled
+        ``PendingReply`` stays queued."""
         out = self.out
         if not self.held:
             self.out = []
@@ -132,6 +157,14 @@ class Peer(Outbox["bytes | Job[Peer]"]):
         for index, item in enumerate(out):
             if isinstance(item, bytes):
                 ready.append(item)
+                continue
+            if isinstance(item, PendingReply):
+                body = item.body
+                if body is None:
+                    self.out = out[index:]
+                    return ready
+                self.held -= 1
+                ready.append(pack_header(RES, item.ptype, len(body)) + body)
                 continue
             if item.written is _PENDING:
                 self.out = out[index:]

@@ -2,8 +2,9 @@
 SIGKILL or frozen with SIGSTOP. Every acknowledged job runs, a dead node's jobs run on a peer within
 2 x lease timeout + 2 s, a job runs twice only if the dead node had handed it out, a frozen node hands out nothing
 once its lease is gone and each job keeps one owner, a restarted node loads only what it still owns, adopted jobs
-keep their unique keys, GET_STATUS answers from the store, admin ``cluster`` answers in request order from the
-table as of the last renewal (with the bound port as address), and clients fail over."""
+keep their unique keys, GET_STATUS answers from the store (in request order with the connection's other replies),
+admin ``cluster`` answers in request order from the table as of the last renewal (with the bound port as address),
+and clients fail over."""
 
 from __future__ import annotations
 
@@ -130,6 +131,32 @@ def test_a_restarted_node_loads_nothing_adopted_and_adopted_jobs_keep_unique_key
         unknown = submit_one(a.port, PacketType.GET_STATUS, handles[0])
         assert unknown.args == (handles[0], b"0", b"0", b"0", b"0")
         settled_rows(a, _owned, {"a": 0, "b": 0})
+    finally:
+        a.close()
+        b.close()
+
+
+def test_get_status_from_the_store_pipelined_with_echo_answers_in_request_order(shared_url: str, cluster: str) -> None:
+    a = cluster_node(shared_url, cluster, "a")
+    b = cluster_node(shared_url, cluster, "b")
+    try:
+        a.start()
+        b.start()
+        handle = submit_one(b.port, PacketType.SUBMIT_JOB_BG, b"elsewhere", b"e1", b"x").args[0]
+        assert handle.startswith(b"H:b:")  # unknown to a's board: a answers from the store
+        with socket.create_connection(("127.0.0.1", a.port), timeout=5) as sock:
+            decoder = Decoder()
+            for round_ in range(5):
+                echo = b"after-%d" % round_
+                sock.sendall(encode(PacketType.GET_STATUS, [handle]) + encode(PacketType.ECHO_REQ, [echo]))  # one write
+                replies: list[Packet] = []
+                while len(replies) < 2:
+                    chunk = sock.recv(65536)
+                    assert chunk, f"connection closed after {replies!r}"
+                    replies += [packet for packet in decoder.feed(chunk) if isinstance(packet, Packet)]
+                assert [packet.type for packet in replies] == [PacketType.STATUS_RES, PacketType.ECHO_RES], replies
+                assert replies[0].args == (handle, b"1", b"0", b"0", b"0")
+                assert replies[1].args == (echo,)
     finally:
         a.close()
         b.close()

@@ -67,3 +67,23 @@ def test_disown_forgets_stored_jobs_and_dead_letters_but_not_foreground_jobs() -
     assert b.disown() == 1
     assert b.dead == {}
     assert [job.workload for job in b.jobs.values()] == [b"foreground"]
+
+
+def test_a_held_reply_keeps_the_replies_after_it_until_filled() -> None:
+    ready: list[Peer] = []
+    p = Peer(ready)
+    marker = p.hold_reply(int(PacketType.STATUS_RES))
+    p.send(int(PacketType.ECHO_RES), b"later")
+    assert ready == [p]
+    ready.clear()
+    assert p.take_out() == []  # nothing overtakes the pending reply
+    assert p.held == 1
+    p.fill(marker, b"H:x:1\x000\x000\x000\x000")
+    assert ready == [p]  # back on ready for the driver
+    replies = list(Decoder().feed(b"".join(p.take_out())))
+    assert [packet.type for packet in replies if isinstance(packet, Packet)] == [
+        PacketType.STATUS_RES,
+        PacketType.ECHO_RES,
+    ]
+    assert p.held == 0
+    assert p.out == []
