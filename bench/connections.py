@@ -13,9 +13,7 @@ Internal: python bench/connections.py --hold PORT N (the helper: opens N connect
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import resource
 import socket
 import subprocess
@@ -27,7 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.servers starts the servers
 
-from tests.servers import ServerProcess, gearmand_process, gearworks_process, have  # noqa: E402
+from tests.servers import (  # noqa: E402
+    ServerProcess,
+    gearmand_process,
+    gearworks_process,
+    have,
+    open_fds,
+    rss_kib,
+)
 
 from gearworks.protocol import Decoder, Packet, PacketType, encode  # noqa: E402
 
@@ -35,20 +40,6 @@ T = PacketType
 HOST = "127.0.0.1"
 FUNCTION = b"conn-bench"
 DEPTH = 32
-
-
-def rss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def open_fds(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    return 0
 
 
 def raise_limit() -> None:

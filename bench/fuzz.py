@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.servers starts the servers; tests.fuzzing makes the packets
 
 from tests.fuzzing import mutated, valid_packet  # noqa: E402
-from tests.servers import ServerProcess, gearmand_process, gearworks_process, have  # noqa: E402
+from tests.servers import ServerProcess, gearmand_process, gearworks_process, have, rss_kib  # noqa: E402
 
 from gearworks.protocol import Decoder, Packet, PacketType, encode  # noqa: E402
 
@@ -42,15 +42,6 @@ HEALTHY = b"fuzz-healthy-echo"
 POOL = 20_000
 """Valid packets generated up front and drawn from (with fresh mutations) so the sender keeps the server busy."""
 SERVERS = ("gearworks memory", "gearworks sqlite", "gearmand")
-
-
-def rss_kib(pid: int) -> int:
-    """VmRSS of ``pid`` in KiB (0 once it is gone)."""
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 @dataclass
@@ -86,7 +77,8 @@ class Watched:
         proc = self.server.proc
         assert proc is not None
         if proc.poll() is None:
-            self.tally.rss_peak_kib = max(self.tally.rss_peak_kib, rss_kib(proc.pid))
+            with contextlib.suppress(ProcessLookupError):  # it may die between the poll and the read
+                self.tally.rss_peak_kib = max(self.tally.rss_peak_kib, rss_kib(proc.pid))
             return
         with self.lock:
             self.tally.crashes += 1

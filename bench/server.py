@@ -35,6 +35,7 @@ from tests.servers import (  # noqa: E402
     gearworks_process,
     have,
     perl_gearmand_process,
+    rss_kib,
 )
 
 from gearworks.protocol import Decoder, Packet, PacketType, encode  # noqa: E402
@@ -337,22 +338,14 @@ def measure(server: ServerProcess, driver: Driver, scenario: str, count: int) ->
         stop(workers)
 
 
-def rss(pid: int) -> int:
-    """Resident set size in bytes (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
 def memory_per_job(name: str, count: int) -> float:
     """Bytes of resident memory per queued 100-byte background job, on a fresh server."""
     server = start_server(name)
     try:
-        before = rss(server.pid)
+        before = rss_kib(server.pid) * 1024
         queue_background(server.port, "mem", count, 100)
         time.sleep(0.5)
-        return (rss(server.pid) - before) / count
+        return (rss_kib(server.pid) * 1024 - before) / count
     finally:
         server.close()
 

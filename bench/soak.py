@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import random
 import statistics
 import sys
@@ -34,7 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.servers starts the servers
 
-from tests.servers import ServerProcess, gearmand_process, gearworks_process, have  # noqa: E402
+from tests.servers import (  # noqa: E402
+    ServerProcess,
+    gearmand_process,
+    gearworks_process,
+    have,
+    open_fds,
+    rss_kib,
+)
 
 from gearworks.protocol import Decoder, Packet, PacketType, encode  # noqa: E402
 
@@ -46,20 +51,6 @@ FOREGROUND = 4
 DROPPERS = 2
 BACKGROUND = 1
 BACKGROUND_PER_S = 100
-
-
-def rss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def open_fds(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    return 0
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:

@@ -49,6 +49,29 @@ def listening_ports(pid: int) -> list[int]:
     return sorted(set(ports))
 
 
+def rss_kib(pid: int) -> int:
+    """Resident set size of process ``pid`` in KiB, from /proc.
+
+    Raises:
+        ProcessLookupError: the process is gone (a benchmark sampling a server that may crash catches it).
+    """
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    raise ProcessLookupError(f"no process {pid}")
+
+
+def open_fds(pid: int) -> int:
+    """Open file descriptors of process ``pid``, from /proc (0 once it is gone)."""
+    with contextlib.suppress(OSError):
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    return 0
+
+
 def wait_for_listen(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     """Block until ``proc`` listens on a TCP port and return it (RuntimeError if it exits, TimeoutError)."""
     deadline = time.monotonic() + timeout

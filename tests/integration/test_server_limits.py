@@ -18,18 +18,10 @@ import pytest
 from gearworks.protocol import REQ, RES, Packet, PacketType, encode
 from tests.conftest import ServerFactory, require
 from tests.integration.server_wire import Wire
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, rss_kib
 
 T = PacketType
 MiB = 1 << 20
-
-
-def rss_kib(server: ServerProcess) -> int:
-    with open(f"/proc/{server.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def wait_for_log(server: ServerProcess, text: str, timeout: float = 10.0) -> str:
@@ -139,14 +131,14 @@ def test_two_thousand_idle_connections_jobs_still_run(gearworks_server: ServerPr
     idle: list[socket.socket] = []
     try:
         assert run_job(port) == b"cba"
-        before = rss_kib(gearworks_server)
+        before = rss_kib(gearworks_server.pid)
         idle.extend(socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2000))
         with Wire(port) as admin:  # every one of them is accepted and registered
             deadline = time.monotonic() + 10
             while admin.admin(b"workers\n").count(b"\n") < 2000:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
-        per_connection = (rss_kib(gearworks_server) - before) * 1024 / len(idle)
+        per_connection = (rss_kib(gearworks_server.pid) - before) * 1024 / len(idle)
         print(f"memory per idle connection: {per_connection:,.0f} bytes")
         started = time.monotonic()
         assert [run_job(port, payload=b"%d" % n) for n in range(200)] == [(b"%d" % n)[::-1] for n in range(200)]
@@ -163,7 +155,7 @@ def test_a_client_that_never_reads_cannot_grow_the_server(gearworks_server_facto
     client dropped after --output-timeout, memory stays bounded and other clients are served throughout."""
     server = gearworks_server_factory("--max-output-bytes", "1MiB", "--output-timeout", "2")
     port = server.port
-    before = rss_kib(server)
+    before = rss_kib(server.pid)
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect(("127.0.0.1", port))
@@ -189,7 +181,7 @@ def test_a_client_that_never_reads_cannot_grow_the_server(gearworks_server_facto
         streamer = threading.Thread(target=stream, daemon=True)
         streamer.start()
         while not done.wait(0.2):
-            peak = max(peak, rss_kib(server))
+            peak = max(peak, rss_kib(server.pid))
             assert echo_ok(port), "a healthy client was not served while the worker streamed"
             assert streamer.is_alive() or done.is_set()
         streamer.join(5)
@@ -208,7 +200,7 @@ def test_a_thousand_status_replies_nobody_reads_stay_bounded(gearworks_server_fa
     with Wire(port) as setup:
         for n in range(300):
             setup.admin(b"create function function-with-a-long-name-%04d\n" % n)
-    before = rss_kib(server)
+    before = rss_kib(server.pid)
     greedy = socket.socket()
     greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     greedy.connect(("127.0.0.1", port))
@@ -216,7 +208,7 @@ def test_a_thousand_status_replies_nobody_reads_stay_bounded(gearworks_server_fa
         greedy.sendall(b"status\n" * 1000)  # about 12 MB of replies
         log = wait_for_log(server, "bytes of output unread", timeout=15)
         assert "closing" in log
-        assert rss_kib(server) - before < 48 * 1024
+        assert rss_kib(server.pid) - before < 48 * 1024
         assert echo_ok(port)
     finally:
         greedy.close()
@@ -244,7 +236,7 @@ def test_max_queued_bytes_refuses_a_flood_of_large_jobs(gearworks_server_factory
         assert len(created) == 6
         assert len(created) + len(refused) == 200
         assert refused[0].args == (b"QUEUE_ERROR", b"Job queue memory cap reached (--max-queued-bytes)")
-        assert rss_kib(server) < 400 * 1024
+        assert rss_kib(server.pid) < 400 * 1024
         # The packet cap is read from the header: a declared 256 MiB + 1 body is refused before it is sent.
         client.send_raw(REQ + struct.pack(">II", T.SUBMIT_JOB_BG, 256 * MiB + 1))
         error = client.recv()[0]

@@ -12,7 +12,7 @@ import pytest
 
 from gearworks.protocol import REQ, PacketType, encode
 from tests.integration.server_wire import Wire
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, rss_kib
 
 T = PacketType
 MIB = 1 << 20
@@ -22,10 +22,7 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="
 
 def rss(pid: int) -> int:
     """Resident set size of process ``pid`` in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS line")
+    return rss_kib(pid) * 1024
 
 
 def wait_for_rss(pid: int, done: object, timeout: float = 15.0) -> int:
