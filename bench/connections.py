@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.servers starts the servers
 
+from tests.peers.raw_worker import serve_echo  # noqa: E402
 from tests.servers import (  # noqa: E402
     ServerProcess,
     gearmand_process,
@@ -65,32 +66,10 @@ def hold(port: int, count: int) -> None:
 
 
 def worker(port: int, stop: threading.Event) -> None:
-    """Raw echo worker: GRAB_JOB, WORK_COMPLETE + next GRAB in one write, PRE_SLEEP on NO_JOB."""
-    sock = socket.create_connection((HOST, port), timeout=1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    decoder = Decoder()
-    grab = encode(T.GRAB_JOB)
-    sock.sendall(encode(T.CAN_DO, [FUNCTION]) + grab)
-    with sock:
-        while not stop.is_set():
-            try:
-                data = sock.recv(1 << 20)
-            except TimeoutError:
-                sock.sendall(grab)
-                continue
-            if not data:
-                return
-            out = []
-            for item in decoder.feed(data):
-                assert isinstance(item, Packet)
-                if item.type is T.JOB_ASSIGN:
-                    out += [encode(T.WORK_COMPLETE, [item.args[0], item.args[2]]), grab]
-                elif item.type is T.NO_JOB:
-                    out.append(encode(T.PRE_SLEEP))
-                elif item.type is T.NOOP:
-                    out.append(grab)
-            if out:
-                sock.sendall(b"".join(out))
+    """Raw echo worker of FUNCTION (``serve_echo``)."""
+    with socket.create_connection((HOST, port), timeout=1) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        serve_echo(sock, FUNCTION, stop)
 
 
 def rate(port: int, seconds: float) -> float:

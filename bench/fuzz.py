@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.servers starts the servers; tests.fuzzing makes the packets
 
 from tests.fuzzing import mutated, valid_packet  # noqa: E402
+from tests.peers.raw_worker import serve_echo  # noqa: E402
 from tests.servers import ServerProcess, gearmand_process, gearworks_process, have, rss_kib  # noqa: E402
 
 from gearworks.protocol import Decoder, Packet, PacketType, encode  # noqa: E402
@@ -129,31 +130,10 @@ def healthy_client(watched: Watched, stop: threading.Event) -> None:
 
 def healthy_worker(watched: Watched, stop: threading.Event) -> None:
     """Echo worker of the healthy function; reconnects (and re-registers) whenever its connection drops."""
-    grab = encode(T.GRAB_JOB)
     while not stop.is_set():
         try:
             with socket.create_connection((HOST, watched.server.port), timeout=1) as sock:
-                sock.sendall(encode(T.CAN_DO, [HEALTHY]) + grab)
-                decoder = Decoder()
-                while not stop.is_set():
-                    try:
-                        data = sock.recv(1 << 16)
-                    except TimeoutError:
-                        sock.sendall(grab)  # a missed NOOP must not park the worker for good
-                        continue
-                    if not data:
-                        break
-                    out = []
-                    for item in decoder.feed(data):
-                        assert isinstance(item, Packet)
-                        if item.type is T.JOB_ASSIGN:
-                            out += [encode(T.WORK_COMPLETE, [item.args[0], item.args[2]]), grab]
-                        elif item.type is T.NO_JOB:
-                            out.append(encode(T.PRE_SLEEP))
-                        elif item.type is T.NOOP:
-                            out.append(grab)
-                    if out:
-                        sock.sendall(b"".join(out))
+                serve_echo(sock, HEALTHY, stop)
         except OSError:
             time.sleep(0.1)
 

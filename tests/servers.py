@@ -86,6 +86,15 @@ def wait_for_listen(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int
         time.sleep(0.02)
 
 
+def wait_for_path(path: Path, timeout: float = 10.0) -> None:
+    """Block until ``path`` exists (a server's Unix socket), or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout}s")
+        time.sleep(0.02)
+
+
 def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Block until something accepts connections on host:port, or raise TimeoutError (or RuntimeError if proc died)."""
     deadline = time.monotonic() + timeout

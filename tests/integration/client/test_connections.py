@@ -17,7 +17,7 @@ from gearworks.errors import ConnectionLost, NoServerAvailable
 from tests.conftest import require
 from tests.integration.client.conftest import FrontFactory
 from tests.peers.raw_worker import RawJob, RawWorker
-from tests.servers import ServerProcess, free_port, gearworks_process, wait_for_listen
+from tests.servers import ServerProcess, free_port, gearworks_process, wait_for_listen, wait_for_path
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -163,9 +163,7 @@ def test_unix_socket_of_the_gearworks_server(tmp_path: Path, front: FrontFactory
     server = gearworks_process("--unix-socket", str(path))
     try:
         server.start()
-        deadline = time.monotonic() + 10
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for_path(path)
         client = front(str(path))
         with RawWorker(server.port, {b"echo": echo}):
             assert client.do("echo", b"over a unix socket") == b"over a unix socket"

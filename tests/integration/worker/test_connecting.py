@@ -18,7 +18,7 @@ from gearworks.worker import blocking as blocking_worker
 from tests.conftest import ServerFactory
 from tests.integration.client.test_connections import certificates  # noqa: F401 - the throwaway CA fixture
 from tests.integration.worker.conftest import WorkerFactory
-from tests.servers import free_port, gearworks_process
+from tests.servers import free_port, gearworks_process, wait_for_path
 
 CERTIFICATE_FILES = {"ca_file": "ca.pem", "cert_file": "client.pem", "key_file": "client.key"}
 
@@ -153,9 +153,7 @@ def test_unix_socket(tmp_path: Path, worker_factory: WorkerFactory) -> None:
     server = gearworks_process("--unix-socket", str(path))
     try:
         server.start()
-        deadline = time.monotonic() + 10
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for_path(path)
         running = worker_factory(str(path))
         running.worker.register("echo", lambda job: job.workload)
         running.start()
