@@ -34,7 +34,8 @@ async def run(servers: str | None) -> None:
         async with AsyncClient(servers) as observer:
             for _ in range(500):
                 status = await observer.get_status_unique("report-2026-Q4")
-                if status.running and status.client_count == CLIENTS:
+                # The worker reports 1/2 as it starts: wait for that too, not just for the job to be running.
+                if status.running and status.client_count == CLIENTS and status.denominator == 2:
                     break
                 await asyncio.sleep(0.01)
             print(
