@@ -1,15 +1,14 @@
 """What the counters and an idle HTTP listener cost, and how long a /metrics scrape of 1,000 functions takes.
 
-Servers side by side, interleaved within every scenario (best of the rounds is kept), driven by bench/server.py's
-raw-socket client and worker (the driver that leaves the server the bottleneck):
+Servers side by side, interleaved within every scenario (medians of the rounds, and of the per-round ratios),
+driven by bench/server.py's raw-socket client and worker (the driver that leaves the server the bottleneck):
 
 - ``counters``: the server of this tree, counting, with ``--http-port 0`` (an idle HTTP listener sampling once a
   second);
-- ``baseline``: the server of git revision ``--baseline REV``, run from a temporary export of its ``src``: no
-  counting code at all. By default REV is the parent of the commit that added ``server/stats.py``; give a later
-  revision without the counters (e.g. ``main`` before they were merged) to compare like with like. The counters
-  are increments written into the board where events happen, not calls a switch could turn off, so a build
-  without them is the only honest reference.
+- ``baseline``: the same tree with its counting statements removed (each line of ``src`` that ends with
+  ``# counted`` becomes ``pass``, see ``server/stats.py``) and no HTTP listener, run from a temporary copy of
+  ``src``: the build that skips the counters. ``--baseline REV`` compares with the ``src`` of a git revision
+  instead.
 
 Each measurement records the jobs/s the driver saw and the CPU time the server process spent per job (from
 ``/proc/PID/task/*/schedstat``, in nanoseconds). On a shared machine throughput swings with other load; the CPU time
@@ -27,13 +26,14 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,15 +89,24 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
-def before_counters() -> str:
-    """The parent of the commit that added ``src/gearworks/server/stats.py``."""
-    added = subprocess.run(
-        ["git", "-C", str(ROOT), "log", "--diff-filter=A", "--format=%H", "--", "src/gearworks/server/stats.py"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    if not added:
-        raise SystemExit("no commit adds src/gearworks/server/stats.py here: give --baseline REV")
-    return added[-1] + "^"
+MARK = "# counted"
+"""The comment that ends every counting statement of the server (``server/stats.py``)."""
+
+
+def uncounted(into: Path) -> Path:
+    """A copy of this tree's ``src`` under ``into`` with every ``# counted`` line turned into ``pass``."""
+    shutil.copytree(ROOT / "src", into / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    stripped = 0
+    for path in (into / "src").rglob("*.py"):
+        lines = path.read_text().split("\n")
+        for index, line in enumerate(lines):
+            if MARK in line:
+                lines[index] = line[: len(line) - len(line.lstrip())] + "pass"
+                stripped += 1
+        path.write_text("\n".join(lines))
+    if not stripped:
+        raise SystemExit(f"no line of src ends with {MARK!r}: nothing to compare with")
+    return into
 
 
 def export(revision: str, into: Path) -> Path:
@@ -155,45 +164,49 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer jobs, three rounds")
     parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 3 with --quick, else 5)")
-    parser.add_argument("--baseline", metavar="REV", help="git revision of the server without counters (default: the "
-                        "parent of the commit that added server/stats.py)")  # fmt: skip
+    parser.add_argument("--baseline", metavar="REV", help="git revision to compare with (default: this tree with its "
+                        "counting statements removed)")  # fmt: skip
     parser.add_argument("--functions", type=int, default=1000, help="functions for the scrape measurement")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
     names = ["counters", "baseline"]
-    revision = args.baseline or before_counters()
+    revision = args.baseline or "uncounted"
     started = time.monotonic()
     results: dict[str, dict[str, float]] = {}
     cpu: dict[str, dict[str, float]] = {}
+    throughput: dict[str, dict[str, float]] = {}
+    cost: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="gearworks-baseline-") as tmp:
-        baseline = export(revision, Path(tmp))
+        baseline = export(args.baseline, Path(tmp)) if args.baseline else uncounted(Path(tmp))
         servers = {name: start(name, baseline)[0] for name in names}
         try:
             for scenario in SCENARIOS:
-                best = dict.fromkeys(names, 0.0)
-                least = dict.fromkeys(names, float("inf"))
+                rates: dict[str, list[float]] = {name: [] for name in names}
+                costs: dict[str, list[float]] = {name: [] for name in names}
                 count = counts(args.quick)[scenario]
                 for _ in range(rounds):
                     for name in names:  # interleaved: every server once per round
                         before = cpu_ns(servers[name].pid)
                         rate = measure(servers[name], RAW, scenario, count)
                         per_job = (cpu_ns(servers[name].pid) - before) / count
-                        best[name] = max(best[name], rate)
-                        least[name] = min(least[name], per_job)
+                        rates[name].append(rate)
+                        costs[name].append(per_job)
                         print(f"# {scenario} on {name}: {rate:,.0f} jobs/s, {per_job / 1000:.2f} µs CPU/job",
                               file=sys.stderr, flush=True)  # fmt: skip
-                results[scenario] = best
-                cpu[scenario] = least
+                results[scenario] = {name: statistics.median(rates[name]) for name in names}
+                cpu[scenario] = {name: statistics.median(costs[name]) for name in names}
+                throughput[scenario] = {name: median_ratio(rates["counters"], rates[name]) for name in names[1:]}
+                cost[scenario] = {name: median_ratio(costs[name], costs["counters"]) for name in names[1:]}
         finally:
             for server in servers.values():
                 server.close()
     scrape = scrape_time(args.functions, 10 if args.quick else 30)
     elapsed = time.monotonic() - started
 
-    print(f"best of {rounds} interleaved round(s), raw driver; {os.cpu_count()} CPUs; baseline {revision}")
-    throughput = table("jobs/s (higher is better)", results, names, lambda ours, theirs: ours / theirs, "{:,.0f}")
-    cost = table("server CPU µs per job (lower is better)", {scenario: {name: ns / 1000 for name, ns in row.items()}
-                 for scenario, row in cpu.items()}, names, lambda ours, theirs: theirs / ours, "{:.2f}")  # fmt: skip
+    print(f"medians of {rounds} interleaved round(s), raw driver; {os.cpu_count()} CPUs; baseline {revision}")
+    table("jobs/s (higher is better)", results, names, throughput, "{:,.0f}")
+    table("server CPU µs per job (lower is better)", {scenario: {name: ns / 1000 for name, ns in row.items()}
+          for scenario, row in cpu.items()}, names, cost, "{:.2f}")  # fmt: skip
     for name in names[1:]:
         mean = statistics.fmean(ratio[name] for ratio in cost.values())
         print(
@@ -220,25 +233,28 @@ def main() -> int:
     return 0
 
 
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of the per-round ratios (each round's two servers ran back to back, under the same load)."""
+    return statistics.median(top / bottom for top, bottom in zip(numerators, denominators, strict=True))
+
+
 def table(
     title: str,
     values: dict[str, dict[str, float]],
     names: list[str],
-    ratio: Callable[[float, float], float],
+    ratios: dict[str, dict[str, float]],
     spelling: str,
-) -> dict[str, dict[str, float]]:
-    """Print one table (a column per server, then counters against each reference); returns the ratios."""
+) -> None:
+    """Print one table: a column per server, then counters against each reference (medians of per-round ratios,
+    above 1.0 where the counters are ahead)."""
     header = f"{title:<40}" + "".join(f"{name:>12}" for name in names)
     header += "".join(f"{'vs ' + name:>14}" for name in names[1:])
     print(header)
     print("-" * len(header))
-    ratios: dict[str, dict[str, float]] = {}
     for scenario, row in values.items():
         line = f"{scenario:<40}" + "".join(f"{spelling.format(row[name]):>12}" for name in names)
-        ratios[scenario] = {name: ratio(row["counters"], row[name]) for name in names[1:]}
         line += "".join(f"{ratios[scenario][name]:>14.3f}" for name in names[1:])
         print(line)
-    return ratios
 
 
 if __name__ == "__main__":

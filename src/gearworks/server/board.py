@@ -133,7 +133,7 @@ class Board:
         peer = Peer(self.ready, fd=fd, host=host, address=address, local=local)
         peer.exceptions = self.exceptions
         self.peers[peer] = None
-        self.stats.connections_total += 1
+        self.stats.connections_total += 1  # counted
         return peer
 
     def take_ready(self) -> list[Peer]:
@@ -277,9 +277,9 @@ class Board:
             self._counted(function)
         else:
             self._enqueue(job)  # gives the function its counters with its queues
-        counters = function.counters
-        counters.submitted[SUBMITTED_SLOT[priority] + background] += 1
-        counters.bytes_in += len(workload)
+        counters = function.counters  # counted
+        counters.submitted[SUBMITTED_SLOT[priority] + background] += 1  # counted
+        counters.bytes_in += len(workload)  # counted
         return job
 
     def _counted(self, function: Function[Peer]) -> None:
@@ -375,10 +375,10 @@ class Board:
                     job.state = _RUNNING
                     job.worker = peer
                     peer.running.add(job)
-                    waited = now - job.at  # Histogram.observe, inlined: it runs for every job
-                    wait = function.counters.wait
-                    wait.buckets[bisect_left(BUCKETS, waited)] += 1
-                    wait.total += waited
+                    waited = now - job.at  # counted (Histogram.observe, inlined: it runs for every job)
+                    wait = function.counters.wait  # counted
+                    wait.buckets[bisect_left(BUCKETS, waited)] += 1  # counted
+                    wait.total += waited  # counted
                     job.at = now
                     if timeout:
                         job.deadline = deadline = now + timeout
@@ -415,12 +415,12 @@ class Board:
         if exhausted or (not job.background and not job.clients):
             if exhausted and job.background:
                 self.dead.bury(job)
-                job.function.counters.dead_lettered += 1
+                job.function.counters.dead_lettered += 1  # counted
             else:
-                job.function.counters.failed += 1
+                job.function.counters.failed += 1  # counted
             self.fail(job)
             return
-        job.function.counters.retried += 1
+        job.function.counters.retried += 1  # counted
         worker = job.worker
         if worker is not None:
             worker.running.discard(job)
@@ -503,7 +503,7 @@ class Board:
         job = self.jobs.get(handle)
         if job is None:
             return False
-        job.function.counters.cancelled += 1
+        job.function.counters.cancelled += 1  # counted
         self.fail(job)
         return True
 
@@ -531,7 +531,7 @@ class Board:
         while timeouts and timeouts[0][0] <= now:
             deadline, _, job = heapq.heappop(timeouts)
             if job.state is _RUNNING and job.deadline == deadline:
-                job.function.counters.timed_out += 1
+                job.function.counters.timed_out += 1  # counted
                 self.fail(job)
 
     # -- persistence ---------------------------------------------------------------------------------------

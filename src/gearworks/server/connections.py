@@ -349,7 +349,7 @@ class Connection(asyncio.Protocol):
                     if item.magic == REQ:
                         dispatch[item.type](peer, item.args)
                     else:
-                        board.stats.bad_input["magic"] += 1
+                        board.stats.bad_input["magic"] += 1  # counted
                         peer.send(_ERROR, _INVALID_MAGIC)
                 else:
                     assert isinstance(item, bytes)
@@ -359,7 +359,7 @@ class Connection(asyncio.Protocol):
                         self._act(action)
                         break
         except ProtocolError as exc:
-            board.stats.bad_input["packet"] += 1
+            board.stats.bad_input["packet"] += 1  # counted
             log.info("closing %s: %s", peer.address, exc)
             peer.send(_ERROR, b"INVALID_PACKET\0" + str(exc).encode("utf-8", "replace"))
             self._close_soon()
@@ -368,7 +368,7 @@ class Connection(asyncio.Protocol):
             log.exception("internal error serving %s", peer.address)
             peer.send(_ERROR, b"SERVER_ERROR\0Internal server error")
             self._close_soon()
-        board.stats.packets += read
+        board.stats.packets += read  # counted
         hub.flush()
         hub.producer = None
         if self.decoder.buffered and not self.closing:

@@ -168,7 +168,7 @@ class _Handlers:
     # -- workers' registrations and sleep ------------------------------------------------------------------
 
     def _on_unexpected(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        self.board.stats.bad_input["command"] += 1
+        self.board.stats.bad_input["command"] += 1  # counted
         peer.send(_ERROR, _INVALID_COMMAND)
 
     def _on_can_do(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -319,13 +319,13 @@ class _Handlers:
         if job is not None:
             _relay(job, _WORK_COMPLETE, handle, result)
             board = self.board
-            counters = job.function.counters
-            counters.completed += 1
-            counters.bytes_out += len(result)
-            ran = board.now - job.at  # Histogram.observe, inlined: it runs for every job
-            run = counters.run
-            run.buckets[bisect_left(BUCKETS, ran)] += 1
-            run.total += ran
+            counters = job.function.counters  # counted
+            counters.completed += 1  # counted
+            counters.bytes_out += len(result)  # counted
+            ran = board.now - job.at  # counted (Histogram.observe, inlined: it runs for every job)
+            run = counters.run  # counted
+            run.buckets[bisect_left(BUCKETS, ran)] += 1  # counted
+            run.total += ran  # counted
             board.finish(job)
 
     def _on_work_fail(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -336,9 +336,9 @@ class _Handlers:
         job = self._ending(peer, handle)
         if job is not None:
             board = self.board
-            counters = job.function.counters
-            counters.failed += 1
-            counters.run.observe(board.now - job.at)
+            counters = job.function.counters  # counted
+            counters.failed += 1  # counted
+            counters.run.observe(board.now - job.at)  # counted
             board.fail(job)
 
     def _on_work_exception(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -354,10 +354,10 @@ class _Handlers:
                 # gearmand sends `handle\0` here; the bare handle is what clients match (PROTOCOL.md §6.1 #3).
                 client.send(_WORK_FAIL, handle)
         board = self.board
-        counters = job.function.counters
-        counters.exceptions += 1
-        counters.bytes_out += len(data)
-        counters.run.observe(board.now - job.at)
+        counters = job.function.counters  # counted
+        counters.exceptions += 1  # counted
+        counters.bytes_out += len(data)  # counted
+        counters.run.observe(board.now - job.at)  # counted
         board.finish(job)
         peer.excepted = handle
 
@@ -369,7 +369,7 @@ class _Handlers:
             handle, data = args
             job = held(peer, handle, _NOT_FOUND_DATA)
             if job is not None:
-                job.function.counters.bytes_out += len(data)
+                job.function.counters.bytes_out += len(data)  # counted
                 _relay(job, code, handle, data)
 
         return on_work
