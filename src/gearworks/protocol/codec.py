@@ -254,7 +254,7 @@ class Decoder:
         types = _TYPES
         argc_of = _ARGC
         find = buf.find
-        whole = type(buf) is bytes  # slicing bytes gives bytes; a bytearray's slices are copied out through the view
+        whole = buf if isinstance(buf, bytes) else None  # bytes slice to bytes; a bytearray's go through the view
         max_size = self.max_packet_size
         try:
             while pos < end:
@@ -294,11 +294,12 @@ class Decoder:
                     # gearmand ignores extra bytes on argument-less types (PROTOCOL.md §1.3); so do we.
                     args: tuple[bytes, ...] = ()
                 elif argc == 1:
-                    args = (buf[start:stop] if whole else bytes(view[start:stop]),)
+                    args = (whole[start:stop] if whole is not None else bytes(view[start:stop]),)
                 elif size < LARGE_PAYLOAD:
                     # Small bodies (nearly all packets): one slice and one split in C. The last argument may hold
                     # NULs, hence the maxsplit. Large ones take the loop below, which copies each field once.
-                    parts = (buf[start:stop] if whole else bytes(view[start:stop])).split(_NUL, argc - 1)
+                    body = whole[start:stop] if whole is not None else bytes(view[start:stop])
+                    parts = body.split(_NUL, argc - 1)
                     if len(parts) < argc:
                         raise ProtocolError(f"{ptype.name} needs {argc} arguments, the body holds {len(parts)}")
                     args = tuple(parts)

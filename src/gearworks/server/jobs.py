@@ -1,8 +1,8 @@
 """Job and function records, job handles and the unique index of the job server.
 
 A ``Job`` is the server's whole memory of one submission: one is kept per queued or running job, so it is a
-``__slots__`` record whose unset fields share constants (about 600 bytes per queued 100-byte job is the budget,
-issue #4). A ``Function`` holds one name's queues and unique index. Both are generic in the peer class that
+``__slots__`` record whose unset fields share constants, and whose rarely set ones share one ``JobExtras`` (about
+400 bytes per queued 100-byte job is the budget, issue #14). A ``Function`` holds one name's queues and unique index. Both are generic in the peer class that
 holds and waits on jobs (``peers.Peer``), so this module imports nothing of the server but the counter records of
 ``stats`` (which import nothing): ``peers`` builds on it, ``board`` on both. No I/O and no scheduling here;
 ``board`` decides what happens to jobs.
@@ -15,17 +15,19 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gearworks.server.stats import UNCOUNTED, FunctionCounters
 
 __all__ = [
     "MAX_HANDLE_PREFIX",
     "MAX_UNIQUE",
+    "NO_EXTRAS",
     "DeadJob",
     "Function",
     "HandleFactory",
     "Job",
+    "JobExtras",
     "JobState",
     "Priority",
     "WriteState",
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 P = TypeVar("P")
+T = TypeVar("T")
 """The peer class (``peers.Peer``): workers holding jobs, clients waiting on them."""
 
 MAX_UNIQUE = 64
@@ -72,13 +75,53 @@ _WRITTEN = WriteState.WRITTEN
 _QUEUED = JobState.QUEUED  # a module constant: enum attribute lookups are slow on the submission path
 
 
+class JobExtras:
+    """The fields most jobs never set: an epoch time, a reducer, a status, a CAN_DO_TIMEOUT deadline, lost
+    hand-outs. A ``Job`` shares ``NO_EXTRAS`` until one of them is set, so a queued job does not carry six slots it
+    does not use (48 bytes of the ~400 a queued 100-byte job may cost, issue #14)."""
+
+    __slots__ = ("deadline", "denominator", "numerator", "reducer", "retries", "when")
+
+    def __init__(self) -> None:
+        self.when = 0.0
+        self.reducer: bytes | None = None
+        self.numerator = _ZERO
+        self.denominator = _ZERO
+        self.deadline = 0.0
+        self.retries = 0
+
+
+NO_EXTRAS = JobExtras()
+"""The extras every job starts with, read-only: a job's first write to one of them gives it its own."""
+
+
+class _Extra(Generic[T]):
+    """A ``Job`` attribute kept in its extras: read from the shared defaults, written to the job's own copy."""
+
+    __slots__ = ("name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, job: Job[Any], owner: type | None = None) -> T:
+        value: T = getattr(job.extras, self.name)
+        return value
+
+    def __set__(self, job: Job[Any], value: T) -> None:
+        extras = job.extras
+        if extras is NO_EXTRAS:
+            extras = job.extras = JobExtras()
+        setattr(extras, self.name, value)
+
+
 class Job(Generic[P]):
     """One job.
 
     ``clients`` is None until a foreground client attaches (most jobs in a deep queue are background jobs, and a
     list each would cost ~56 bytes); ``worker`` is the peer holding the job while it runs; ``at`` is when it was
     last queued, then when it was handed out (the board's ``now``: for the wait and run histograms of ``stats``;
-    set by the board when it queues the job, not here, which saves a store per submission).
+    set by the board when it queues the job, not here, which saves a store per submission). The rarely set
+    fields (``when``, ``reducer``, ``numerator``, ``denominator``, ``deadline``, ``retries``) live in ``extras``.
     A job that leaves the board is marked GONE and may linger as a tombstone in its function's queue until a grab
     skips it.
     """
@@ -87,22 +130,23 @@ class Job(Generic[P]):
         "at",
         "background",
         "clients",
-        "deadline",
-        "denominator",
+        "extras",
         "function",
         "handle",
-        "numerator",
         "priority",
-        "reducer",
-        "retries",
         "state",
         "unique",
-        "when",
         "worker",
         "workload",
         "written",
     )
     at: float
+    when = _Extra[float]()
+    reducer = _Extra[bytes | None]()
+    numerator = _Extra[bytes]()
+    denominator = _Extra[bytes]()
+    deadline = _Extra[float]()
+    retries = _Extra[int]()
 
     def __init__(
         self,
@@ -122,16 +166,16 @@ class Job(Generic[P]):
         self.workload = workload
         self.priority = priority
         self.background = background
-        self.reducer = reducer
-        self.when = when
         self.state = _QUEUED
         self.worker: P | None = None
         self.clients: list[P] | None = None
-        self.numerator = _ZERO
-        self.denominator = _ZERO
-        self.retries = 0
-        self.deadline = 0.0
         self.written = _WRITTEN
+        if when or reducer is not None:
+            self.extras = extras = JobExtras()
+            extras.when = when
+            extras.reducer = reducer
+        else:
+            self.extras = NO_EXTRAS
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {self.state.name}>"
