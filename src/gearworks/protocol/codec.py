@@ -254,6 +254,7 @@ class Decoder:
         types = _TYPES
         argc_of = _ARGC
         find = buf.find
+        new_packet = tuple.__new__
         whole = buf if isinstance(buf, bytes) else None  # bytes slice to bytes; a bytearray's go through the view
         max_size = self.max_packet_size
         try:
@@ -318,7 +319,7 @@ class Decoder:
                     args = tuple(fields)
                 pos = stop
                 self._pos = pos
-                yield Packet(ptype, args, magic)
+                yield new_packet(Packet, (ptype, args, magic))  # Packet(...) without NamedTuple's Python __new__
                 if self._source is not buf:
                     return pos  # a newer feed took over the buffer
             return pos

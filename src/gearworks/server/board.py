@@ -245,7 +245,7 @@ class Board:
         if len(unique) > MAX_UNIQUE or (reducer is not None and len(reducer) > MAX_UNIQUE):
             raise Refused(b"ARGUMENT_TOO_LARGE", b"Unique value too large")
         function = self.functions.get(name) or self.function(name)
-        key = unique_key(unique, workload)
+        key = unique_key(unique, workload) if unique else None
         if key is not None:
             job = function.by_unique(key)
             if job is not None:
@@ -258,9 +258,7 @@ class Board:
         if self.max_queued_bytes and self.queued_bytes + len(workload) > self.max_queued_bytes:
             raise Refused(b"QUEUE_ERROR", _MEMORY_CAP)
         handle = self.handles()
-        job = Job(
-            handle, function, unique, workload, priority=priority, background=background, reducer=reducer, when=when
-        )
+        job = Job(handle, function, unique, workload, priority, background, reducer, when)
         self.jobs[handle] = job
         self.queued_bytes += len(workload)
         if key is not None:
@@ -275,8 +273,16 @@ class Board:
             function.delayed += 1
             heapq.heappush(self._delayed, (when, next(self._seq), job))
             self._counted(function)
-        else:
-            self._enqueue(job)  # gives the function its counters with its queues
+        else:  # _enqueue, inlined: it runs for every job
+            job.at = self.now
+            queues = function.queues
+            if not queues:
+                function.queues = queues = (deque(), deque(), deque())
+                self._counted(function)
+            queues[priority].append(job)
+            function.counts[priority] += 1
+            if function.sleepers:
+                self._wake(function)
         counters = function.counters  # counted
         counters.submitted[SUBMITTED_SLOT[priority] + background] += 1  # counted
         counters.bytes_in += len(workload)  # counted
@@ -296,6 +302,8 @@ class Board:
         client.waiting[job] = None
 
     def _enqueue(self, job: Job[Peer]) -> None:
+        """Queue a job at the tail of its priority's queue and wake its sleeping workers (``submit`` inlines this
+        for new jobs: keep the two in step)."""
         job.state = _QUEUED
         job.at = self.now
         function = job.function
@@ -485,7 +493,7 @@ class Board:
             function.delayed -= 1
         job.state = _GONE
         del self.jobs[job.handle]
-        key = unique_key(job.unique, job.workload)
+        key = unique_key(job.unique, job.workload) if job.unique else None
         if key is not None:
             function.unindex_unique(key, job)
         self.queued_bytes -= len(job.workload)

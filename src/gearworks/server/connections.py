@@ -346,8 +346,9 @@ class Connection(asyncio.Protocol):
         try:
             for read, item in enumerate(self.decoder.feed(data), 1):  # noqa: B007 (read is counted after the loop)
                 if type(item) is Packet:
-                    if item.magic == REQ:
-                        dispatch[item.type](peer, item.args)
+                    ptype, args, magic = item
+                    if magic == REQ:
+                        dispatch[ptype](peer, args)
                     else:
                         board.stats.bad_input["magic"] += 1  # counted
                         peer.send(_ERROR, _INVALID_MAGIC)

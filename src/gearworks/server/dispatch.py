@@ -274,12 +274,14 @@ class _Handlers:
         job = board.grab(peer, board.now)
         if job is None:
             peer.send(_NO_JOB, b"")
-        elif job.reducer is None:
+            return
+        reducer = job.extras.reducer  # not ``job.reducer``: a descriptor call, on every hand-out
+        if reducer is None:
             # gearmand answers GRAB_JOB_ALL with JOB_ASSIGN_UNIQ unless the job has a reducer (§6.1 #1).
             head = b"\0".join((job.handle, job.function.name, job.unique, b""))
             peer.send_with(_JOB_ASSIGN_UNIQ, head, job.workload)
         else:
-            head = b"\0".join((job.handle, job.function.name, job.unique, job.reducer, b""))
+            head = b"\0".join((job.handle, job.function.name, job.unique, reducer, b""))
             peer.send_with(_JOB_ASSIGN_ALL, head, job.workload)
 
     # -- results -------------------------------------------------------------------------------------------

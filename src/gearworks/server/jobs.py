@@ -2,10 +2,10 @@
 
 A ``Job`` is the server's whole memory of one submission: one is kept per queued or running job, so it is a
 ``__slots__`` record whose unset fields share constants, and whose rarely set ones share one ``JobExtras`` (about
-400 bytes per queued 100-byte job is the budget, issue #14). A ``Function`` holds one name's queues and unique index. Both are generic in the peer class that
-holds and waits on jobs (``peers.Peer``), so this module imports nothing of the server but the counter records of
-``stats`` (which import nothing): ``peers`` builds on it, ``board`` on both. No I/O and no scheduling here;
-``board`` decides what happens to jobs.
+400 bytes per queued 100-byte job is the budget, issue #14). A ``Function`` holds one name's queues and unique
+index. Both are generic in the peer class that holds and waits on jobs (``peers.Peer``), so this module imports
+nothing of the server but the counter records of ``stats`` (which import nothing): ``peers`` builds on it,
+``board`` on both. No I/O and no scheduling here; ``board`` decides what happens to jobs.
 """
 
 from __future__ import annotations
@@ -148,13 +148,12 @@ class Job(Generic[P]):
     deadline = _Extra[float]()
     retries = _Extra[int]()
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (the board passes all eight by position: one per submission)
         self,
         handle: bytes,
         function: Function[P],
         unique: bytes,
         workload: bytes,
-        *,
         priority: Priority,
         background: bool,
         reducer: bytes | None = None,
