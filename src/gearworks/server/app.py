@@ -26,7 +26,7 @@ from gearworks.server.admin import AdminAction, AdminCommands, Network
 from gearworks.server.board import Board
 from gearworks.server.cluster import Cluster, ClusterBoard, ClusterOptions
 from gearworks.server.connections import Hub, SocketOptions
-from gearworks.server.heap import keep_large_buffers
+from gearworks.server.heap import collect_rarely, keep_large_buffers
 from gearworks.server.http import HttpServer
 from gearworks.server.jobs import HandleFactory
 from gearworks.server.limits import ANNOUNCE, Limits, raise_open_files_limit
@@ -303,6 +303,7 @@ async def _main(config: ServerConfig) -> int:
 def run(config: ServerConfig) -> int:
     """Run a job server in this process until it is stopped; returns the exit status."""
     keep_large_buffers()
+    collect_rarely()
     raise_open_files_limit()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_main(config))

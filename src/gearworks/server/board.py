@@ -96,6 +96,7 @@ class Board:
         stats: Stats | None = None,
     ) -> None:
         self.handles = handles or HandleFactory()
+        self._next_handle = self.handles.__call__  # a bound method: calling the instance costs a slot lookup
         self.stats = stats if stats is not None else Stats()
         self.store: QueueStore = store or MemoryStore()
         self.job_retries = job_retries
@@ -257,7 +258,7 @@ class Board:
             raise Refused(b"QUEUE_ERROR", b"Job queue is full")
         if self.max_queued_bytes and self.queued_bytes + len(workload) > self.max_queued_bytes:
             raise Refused(b"QUEUE_ERROR", _MEMORY_CAP)
-        handle = self.handles()
+        handle = self._next_handle()
         job = Job(handle, function, unique, workload, priority, background, reducer, when)
         self.jobs[handle] = job
         self.queued_bytes += len(workload)
