@@ -106,7 +106,8 @@ class AsyncClient(BaseClient):
             TypeError: a workload that is not bytes-like or str (without a codec).
             ClientClosed: the client was closed.
         """
-        await self._room(options)
+        if not self._all_writable():
+            await self._room(options)
         return await self.submit(function, workload, **options)
 
     do_task = do
@@ -276,7 +277,7 @@ class AsyncClient(BaseClient):
         Raises:
             JobTimeout: the servers did not read enough within the timeout.
         """
-        if all(connection.writable for connection in self._connections.values()):
+        if self._all_writable():
             return
         timeout = options.get("timeout")
         started = self._now()
@@ -287,6 +288,11 @@ class AsyncClient(BaseClient):
             raise JobTimeout(f"servers did not take more bytes within the job's timeout of {timeout}s") from None
         if timeout is not None:
             options["timeout"] = timeout - (self._now() - started)
+
+    def _all_writable(self) -> bool:
+        """Whether no connection is over its write buffer's high-water mark (then ``_room`` has nothing to wait
+        for: ``do`` skips its coroutine)."""
+        return all(connection.writable for connection in self._connections.values())
 
     def _make_room(self) -> None:
         unsent = sum(connection.buffered for connection in self._connections.values())

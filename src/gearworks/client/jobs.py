@@ -302,15 +302,12 @@ class Outcome(Generic[T]):
         else:
             self._waiters = [waiters, waiter]
 
-    async def _finished(self) -> None:
-        """Wait (asyncio) until this outcome is done."""
+    def __await__(self) -> Generator[Any, None, T]:
+        # Wait (asyncio) until done: one generator per await, no coroutine inside it.
         while not self._done:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._watch(waiter)
-            await waiter
-
-    def __await__(self) -> Generator[Any, None, T]:
-        yield from self._finished().__await__()
+            yield from waiter
         return self.result()
 
 
