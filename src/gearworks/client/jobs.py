@@ -407,7 +407,11 @@ class Job(Outcome[Any]):
         retry_count: int = 0,
         callbacks: Callbacks | None = None,
     ) -> None:
-        super().__init__()
+        # Outcome.__init__, spelled out: a batch makes one job per workload.
+        self._done = False
+        self._result = None
+        self._error = None
+        self._waiters = None
         self.function = function
         self.workload = workload
         self.unique = unique
@@ -439,7 +443,20 @@ class Job(Outcome[Any]):
         self._release_watchers()
 
     def _wake(self) -> None:
-        super()._wake()
+        Outcome._wake(self)
+        self._release_watchers()
+
+    def _created(self, handle: JobHandle) -> None:
+        """A background job's JOB_CREATED: its one event, then its result (``_emit``, then ``_resolve``, in one call:
+        it runs for every job of a batch)."""
+        event = CreatedEvent(handle)
+        self.handle = handle
+        self.events.append(event)
+        if self.callbacks is not None:
+            self.callbacks.fire(event)
+        self._done = True
+        self._result = handle
+        Outcome._wake(self)
         self._release_watchers()
 
     def _release_watchers(self) -> None:

@@ -815,12 +815,10 @@ class ClientSession:
         if job.background:
             # Done once created, like the seeds' clients: on_created only, no on_complete before any worker ran it.
             # A background job is never coalesced nor in ``handles``: ``_finish`` without its look-ups.
-            job.handle = handle
             group.clear()
             if self._job_timers:
                 self._clear_timers(job)
-            job._emit(CreatedEvent(handle))
-            job._resolve(handle)
+            job._created(handle)
             return
         known = channel.handles.get(handle)
         if known is not None and known is not group:

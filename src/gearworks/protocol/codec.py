@@ -121,7 +121,8 @@ def encode_submissions(
     if _NUL in function:
         raise ValueError(f"{ptype.name} argument {ARGUMENTS[ptype][0]!r} must not contain a NUL byte")
     chunks: list[bytes] = []
-    out = bytearray()
+    parts: list[bytes] = []  # the packets since the last large payload, joined once (cheaper than bytearray +=)
+    add = parts.append
     name = function + _NUL
     base = len(name) + 1
     header = _HEADER.pack
@@ -132,18 +133,18 @@ def encode_submissions(
             raise ValueError(f"{ptype.name} body of {size} bytes exceeds the {max_size}-byte packet limit")
         if _NUL in unique:
             raise ValueError(f"{ptype.name} argument {ARGUMENTS[ptype][1]!r} must not contain a NUL byte")
-        out += header(REQ, number, size)
-        out += name
-        out += unique
-        out += _NUL
+        add(header(REQ, number, size))
+        add(name)
+        add(unique)
+        add(_NUL)
         if len(payload) < LARGE_PAYLOAD:
-            out += payload
+            add(payload)
         else:
-            chunks.append(bytes(out))
+            chunks.append(b"".join(parts))
             chunks.append(payload)
-            out.clear()
-    if out:
-        chunks.append(bytes(out))
+            parts.clear()
+    if parts:
+        chunks.append(b"".join(parts))
     return chunks
 
 
