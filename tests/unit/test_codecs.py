@@ -46,3 +46,18 @@ def test_any_encode_decode_pair_is_a_codec_and_none_is_bytes() -> None:
     assert isinstance(codec_or_default(None), BytesCodec)
     with pytest.raises(TypeError, match="encode"):
         codec_or_default(object())  # type: ignore[arg-type]
+
+
+def test_a_codec_class_is_checked_once_but_a_bad_instance_is_still_refused() -> None:
+    class Halfway:
+        """Has ``encode`` on the class; ``decode`` only on some instances."""
+
+        def encode(self, obj: Any, /) -> bytes:
+            return bytes(obj)
+
+    complete: Any = Halfway()
+    complete.decode = bytes
+    assert codec_or_default(complete) is complete
+    bare: Any = Halfway()
+    with pytest.raises(TypeError, match="Halfway"):
+        codec_or_default(bare)  # this instance has no decode: its class was not taken as a codec
