@@ -184,8 +184,10 @@ def main() -> int:
                 rates: dict[str, list[float]] = {name: [] for name in names}
                 costs: dict[str, list[float]] = {name: [] for name in names}
                 count = counts(args.quick)[scenario]
-                for _ in range(rounds):
-                    for name in names:  # interleaved: every server once per round
+                for round_number in range(rounds):
+                    # Interleaved, every server once per round, in turns first (ABBA): the first of a pair ran
+                    # measurably slower on this machine, which would count against whichever always came first.
+                    for name in names if round_number % 2 == 0 else names[::-1]:
                         before = cpu_ns(servers[name].pid)
                         rate = measure(servers[name], RAW, scenario, count)
                         per_job = (cpu_ns(servers[name].pid) - before) / count

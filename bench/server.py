@@ -398,8 +398,10 @@ def main() -> int:
                     continue
                 row = f"{scenario} / {driver.name}"
                 best: dict[str, float | None] = dict.fromkeys(server_names)
-                for _ in range(rounds):
-                    for name in server_names:  # interleaved: every server once per round
+                for round_number in range(rounds):
+                    # Interleaved: every server once per round, the order rotating so none is always first.
+                    shift = round_number % len(server_names)
+                    for name in server_names[shift:] + server_names[:shift]:
                         if (driver.name, name) in UNSUPPORTED:
                             continue
                         count = counts(args.quick, name, driver.name)[scenario]

@@ -1,6 +1,6 @@
 """Memory tuning of a job server process: glibc's heap (keep freed large buffers for speed, give them back after a
-big drop) and Python's cyclic garbage collector (run it rarely). Called by ``gearworks serve`` for its own process,
-never by a server embedded in someone else's program.
+big drop) and Python's cyclic garbage collector (run it rarely). Called by ``app.run``, which takes over its
+process (``gearworks serve``), never for a ``JobServer`` started in another program's event loop.
 
 The heap calls are no-ops where glibc's ``mallopt``/``malloc_trim`` are missing (other platforms, musl).
 """
