@@ -12,7 +12,7 @@ byte is not NUL is an admin line, returned as ``bytes`` without its line ending.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from gearworks.errors import ProtocolError
 from gearworks.protocol.packets import ARGUMENTS, HEADER_SIZE, REQ, RES, Packet, PacketType
@@ -205,18 +205,6 @@ class Decoder:
         self._pos = 0
         return self._messages(buf)
 
-    def _messages(self, buf: bytes | bytearray) -> Iterator[Item]:
-        try:
-            consumed = yield from self._parse(buf)
-        except ProtocolError:
-            self._failed = True
-            self._source = None
-            self._buf = bytearray()  # nothing after a malformed message is ever parsed: free it now
-            raise
-        if self._source is buf:
-            self._pos = consumed
-            self._settle()
-
     def _settle(self) -> None:
         """Keep what the latest ``feed`` left unparsed (or untaken) in the buffer, and forget the feed."""
         source = self._source
@@ -248,7 +236,8 @@ class Decoder:
                 raise ProtocolError(f"stream ended mid-packet: {got} of {size} body bytes received")
             raise ProtocolError(f"stream ended mid-message: {len(self._buf)} bytes of an incomplete message")
 
-    def _parse(self, buf: bytes | bytearray) -> Generator[Item, None, int]:
+    def _messages(self, buf: bytes | bytearray) -> Iterator[Item]:
+        """The messages of one ``feed``, one generator deep (it runs once per read: no wrapper around it)."""
         view = memoryview(buf)
         pos: int = 0
         end = len(buf)
@@ -273,7 +262,7 @@ class Decoder:
                     pos = self._pos = newline + 1
                     yield line
                     if self._source is not buf:
-                        return pos  # a newer feed took over the buffer
+                        return  # a newer feed took over the buffer
                     continue
                 if end - pos < HEADER_SIZE:
                     break
@@ -322,7 +311,15 @@ class Decoder:
                 self._pos = pos
                 yield new_packet(Packet, (ptype, args, magic))  # Packet(...) without NamedTuple's Python __new__
                 if self._source is not buf:
-                    return pos  # a newer feed took over the buffer
-            return pos
+                    return  # a newer feed took over the buffer
+            view.release()  # before _settle: a bytearray with a live view cannot be resized
+            if self._source is buf:
+                self._pos = pos
+                self._settle()
+        except ProtocolError:
+            self._failed = True
+            self._source = None
+            self._buf = bytearray()  # nothing after a malformed message is ever parsed: free it now
+            raise
         finally:
             view.release()
