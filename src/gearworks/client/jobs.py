@@ -407,11 +407,7 @@ class Job(Outcome[Any]):
         retry_count: int = 0,
         callbacks: Callbacks | None = None,
     ) -> None:
-        # Outcome.__init__, spelled out: a batch makes one job per workload.
-        self._done = False
-        self._result = None
-        self._error = None
-        self._waiters = None
+        super().__init__()
         self.function = function
         self.workload = workload
         self.unique = unique

@@ -246,7 +246,7 @@ class Board:
         if len(unique) > MAX_UNIQUE or (reducer is not None and len(reducer) > MAX_UNIQUE):
             raise Refused(b"ARGUMENT_TOO_LARGE", b"Unique value too large")
         function = self.functions.get(name) or self.function(name)
-        key = unique_key(unique, workload) if unique else None
+        key = unique_key(unique, workload)
         if key is not None:
             job = function.by_unique(key)
             if job is not None:
@@ -494,7 +494,7 @@ class Board:
             function.delayed -= 1
         job.state = _GONE
         del self.jobs[job.handle]
-        key = unique_key(job.unique, job.workload) if job.unique else None
+        key = unique_key(job.unique, job.workload)
         if key is not None:
             function.unindex_unique(key, job)
         self.queued_bytes -= len(job.workload)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from gearworks.protocol.fields import c_atoi, seconds
 from gearworks.protocol.packets import PacketType
 from gearworks.server.board import Board, Refused
-from gearworks.server.jobs import Job, JobState, Priority, WriteState
+from gearworks.server.jobs import Job, JobState, Priority
 from gearworks.server.peers import Peer
 from gearworks.server.stats import BUCKETS
 
@@ -37,7 +37,6 @@ _T = PacketType
 # Reply types as plain ints: IntEnum attribute lookups and packing cost measurably per packet.
 _ECHO_RES = int(PacketType.ECHO_RES)
 _ERROR = int(PacketType.ERROR)
-_JOB_CREATED = int(PacketType.JOB_CREATED)
 _JOB_ASSIGN = int(PacketType.JOB_ASSIGN)
 _JOB_ASSIGN_ALL = int(PacketType.JOB_ASSIGN_ALL)
 _JOB_ASSIGN_UNIQ = int(PacketType.JOB_ASSIGN_UNIQ)
@@ -51,7 +50,6 @@ _WORK_FAIL = int(PacketType.WORK_FAIL)
 _WORK_STATUS = int(PacketType.WORK_STATUS)
 _HIGH, _NORMAL, _LOW = Priority.HIGH, Priority.NORMAL, Priority.LOW
 _RUNNING = JobState.RUNNING
-_WRITTEN = WriteState.WRITTEN
 _ZERO = b"0"
 _UNKNOWN_STATUS = b"\x000\x000\x000\x000"
 
@@ -218,10 +216,7 @@ class _Handlers:
             except Refused as refused:
                 peer.send(_ERROR, refused.body)
                 return
-            if job.written is _WRITTEN:
-                peer.send(_JOB_CREATED, job.handle)  # ``board.acknowledge`` without its call, for every submission
-            else:
-                board.acknowledge(peer, job)
+            board.acknowledge(peer, job)
 
         return on_submit
 
@@ -238,10 +233,7 @@ class _Handlers:
             except Refused as refused:
                 peer.send(_ERROR, refused.body)
                 return
-            if job.written is _WRITTEN:
-                peer.send(_JOB_CREATED, job.handle)  # ``board.acknowledge`` without its call, for every submission
-            else:
-                board.acknowledge(peer, job)
+            board.acknowledge(peer, job)
 
         return on_submit
 
