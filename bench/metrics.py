@@ -5,6 +5,7 @@ driven by bench/server.py's raw-socket client and worker (the driver that leaves
 
 - ``counters``: the server of this tree, counting, with ``--http-port 0`` (an idle HTTP listener sampling once a
   second);
+- ``no http``: the same server without the HTTP listener (what the listener alone costs);
 - ``baseline``: the same tree with its counting statements removed (each line of ``src`` that ends with
   ``# counted`` becomes ``pass``, see ``server/stats.py``) and no HTTP listener, run from a temporary copy of
   ``src``: the build that skips the counters. ``--baseline REV`` compares with the ``src`` of a git revision
@@ -14,8 +15,12 @@ Each measurement records the jobs/s the driver saw and the CPU time the server p
 ``/proc/PID/task/*/schedstat``, in nanoseconds). On a shared machine throughput swings with other load; the CPU time
 a server spends per job moves much less, so the overhead is read from it: CPU per job of the reference / of
 ``counters`` (1.0 = free; the target is a cost under 3 %). Then a real server gets
-1,000 functions with a completed job each and ``GET /metrics`` is timed over HTTP (target: under 50 ms). Ends with
-one ``RESULT {json}`` line.
+1,000 functions with a completed job each and ``GET /metrics`` is timed over HTTP (target: under 50 ms).
+
+The end-to-end ratios move by a few per cent from run to run, more than the counters cost. So the counting
+statements are also timed alone, in process (``CYCLE``: submissions, then hand-outs and completions through the
+packet table, no sockets), in this tree and the baseline's, and their cost is printed as a share of the server's
+CPU per job end to end. Ends with one ``RESULT {json}`` line.
 
 Usage: python bench/metrics.py [--quick] [--rounds N] [--baseline REV]
 """
@@ -75,6 +80,8 @@ def start(name: str, baseline: Path | None) -> tuple[ServerProcess, int | None]:
         server.start()
         server.port = server.announced("tcp")  # the first port seen listening may be the HTTP one
         return server, server.announced("http")
+    if name == "no http":
+        return gearworks_process().start(), None
     assert baseline is not None
     with environment(PYTHONPATH=str(baseline / "src")):
         return gearworks_process().start(), None
@@ -160,6 +167,60 @@ def submit_each(port: int, names: list[bytes]) -> None:
         client.recv(len(names))
 
 
+CYCLE = """
+import sys, time
+from gearworks.protocol import PacketType as T
+from gearworks.server.board import Board
+from gearworks.server.dispatch import packet_table
+from gearworks.server.jobs import HandleFactory
+from gearworks.server.stats import Stats
+
+count = int(sys.argv[1])
+board = Board(handles=HandleFactory(b"H:bench"), stats=Stats())
+table = packet_table(board)
+client, worker = board.connect(), board.connect()
+table[T.CAN_DO](worker, (b"f",))
+submit, grab, complete = table[T.SUBMIT_JOB_BG], table[T.GRAB_JOB_ALL], table[T.WORK_COMPLETE]
+payload, result = b"x" * 100, b"ok"
+for _ in range(3):
+    started = time.perf_counter_ns()
+    for n in range(count):
+        submit(client, (b"f", b"", payload))
+        board.now = n * 1e-5
+    client.take_out()
+    submitted = time.perf_counter_ns()
+    for handle in list(board.jobs):  # handed out oldest first
+        grab(worker, ())
+        complete(worker, (handle, result))
+        worker.take_out()
+    done = time.perf_counter_ns()
+print((submitted - started) / count, (done - submitted) / count)
+"""
+"""One child process's in-process run: ``count`` background submissions through the packet table, then ``count``
+hand-outs and completions, three times (the last counts); prints ns per job of each half."""
+
+
+def cycle_costs(trees: dict[str, Path | None], rounds: int, count: int) -> dict[str, dict[str, float]]:
+    """Nanoseconds per job of submitting and of grab + complete, in process (no sockets, no kernel: the counting
+    statements' own cost), for each tree (None: this one), interleaved; medians of the rounds."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+    for round_number in range(rounds):
+        for name in trees if round_number % 2 == 0 else list(trees)[::-1]:
+            tree = trees[name]
+            with environment(PYTHONPATH=str((tree or ROOT) / "src")):
+                out = subprocess.run([sys.executable, "-c", CYCLE, str(count)], capture_output=True, check=True,
+                                     text=True).stdout  # fmt: skip
+            submit_ns, drain_ns = map(float, out.split())
+            runs[name].append((submit_ns, drain_ns))
+    return {
+        name: {
+            "submit": statistics.median(run[0] for run in values),
+            "grab + complete": statistics.median(run[1] for run in values),
+        }
+        for name, values in runs.items()
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer jobs, three rounds")
@@ -169,7 +230,7 @@ def main() -> int:
     parser.add_argument("--functions", type=int, default=1000, help="functions for the scrape measurement")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
-    names = ["counters", "baseline"]
+    names = ["counters", "no http", "baseline"]
     revision = args.baseline or "uncounted"
     started = time.monotonic()
     results: dict[str, dict[str, float]] = {}
@@ -202,6 +263,7 @@ def main() -> int:
         finally:
             for server in servers.values():
                 server.close()
+        cycles = cycle_costs({"counters": None, "baseline": baseline}, rounds, 20000 if args.quick else 100000)
     scrape = scrape_time(args.functions, 10 if args.quick else 30)
     elapsed = time.monotonic() - started
 
@@ -213,6 +275,13 @@ def main() -> int:
         mean = statistics.fmean(ratio[name] for ratio in cost.values())
         print(
             f"reference CPU / counters CPU vs {name}, mean over scenarios: {mean:.3f} (cost {100 * (1 - mean):+.1f} %)"
+        )
+    for phase, scenario in (("submit", "pipelined bg"), ("grab + complete", "drain 2 workers")):
+        extra = cycles["counters"][phase] - cycles["baseline"][phase]
+        share = extra / cpu[scenario]["counters"]
+        print(
+            f"in process, {phase}: {cycles['counters'][phase]:,.0f} vs {cycles['baseline'][phase]:,.0f} ns per job, "
+            f"counting {extra:+,.0f} ns = {100 * share:.1f} % of the server's CPU per job in {scenario}"
         )
     print(
         f"GET /metrics, {args.functions} functions: best {scrape['best_ms']:.1f} ms, "
@@ -227,6 +296,7 @@ def main() -> int:
         "cpu_us_per_job": {scenario: {name: ns / 1000 for name, ns in row.items()} for scenario, row in cpu.items()},
         "throughput_ratios": throughput,
         "cpu_ratios": cost,
+        "in_process_ns_per_job": cycles,
         "scrape": scrape,
         "functions": args.functions,
         "seconds": round(elapsed, 1),

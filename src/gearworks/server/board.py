@@ -256,12 +256,13 @@ class Board:
         caps = function.maxqueue
         if caps is not None and caps[priority] and function.total >= caps[priority]:
             raise Refused(b"QUEUE_ERROR", b"Job queue is full")
-        if self.max_queued_bytes and self.queued_bytes + len(workload) > self.max_queued_bytes:
+        size = len(workload)
+        if self.max_queued_bytes and self.queued_bytes + size > self.max_queued_bytes:
             raise Refused(b"QUEUE_ERROR", _MEMORY_CAP)
         handle = self._next_handle()
         job = Job(handle, function, unique, workload, priority, background, reducer, when)
         self.jobs[handle] = job
-        self.queued_bytes += len(workload)
+        self.queued_bytes += size
         if key is not None:
             function.index_unique(key, job)
         if client is not None:
@@ -286,7 +287,7 @@ class Board:
                 self._wake(function)
         counters = function.counters  # counted
         counters.submitted[SUBMITTED_SLOT[priority] + background] += 1  # counted
-        counters.bytes_in += len(workload)  # counted
+        counters.bytes_in += size  # counted
         return job
 
     def _counted(self, function: Function[Peer]) -> None:
