@@ -64,6 +64,19 @@ def test_partial_packets_of_closed_connections_give_their_memory_back(gearworks_
         assert admin.admin(b"status\n") == b".\n"
 
 
+def test_a_quiet_server_gives_back_the_heap_its_submission_burst_left(gearworks_server: ServerProcess) -> None:
+    pid = gearworks_server.pid
+    jobs = 100_000
+    with Wire(gearworks_server.port, timeout=60) as client:
+        client.send_raw(encode(T.SUBMIT_JOB_BG, [b"deep", b"", b"x" * 100]) * jobs)
+        assert {reply.type for reply in client.recv(jobs)} == {T.JOB_CREATED}
+        busy = rss(pid)
+        # Read and write buffers of the burst, freed but kept by ``heap.keep_large_buffers``: about 5 MB here.
+        quiet = wait_for_rss(pid, lambda now: now < busy - 2 * MIB, timeout=10)
+        assert quiet < busy - 2 * MIB, f"RSS {busy / MIB:.1f} MiB after the burst, {quiet / MIB:.1f} MiB when quiet"
+        assert client.admin(b"status\n") == b"deep\t100000\t0\t0\n.\n"  # the queue itself is all there
+
+
 def test_function_names_are_forgotten_with_their_worker(gearworks_server: ServerProcess) -> None:
     pid = gearworks_server.pid
     names = 50_000

@@ -39,7 +39,7 @@ from gearworks.protocol.packets import REQ, RES, Packet, PacketType
 from gearworks.server.admin import AdminAction, AdminCommands
 from gearworks.server.board import Board
 from gearworks.server.dispatch import packet_table
-from gearworks.server.heap import release_free_memory
+from gearworks.server.heap import RELEASE_WHEN_QUIET, release_free_memory, release_kept_memory
 from gearworks.server.jobs import Job
 from gearworks.server.limits import ANNOUNCE, Limits, Pause, ReadSwitch
 from gearworks.server.peers import Peer
@@ -139,6 +139,8 @@ class Hub:
         self._timer_at = 0.0
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._released_at = 0.0
+        """When the sweep last gave free heap back (``heap.release_kept_memory``)."""
 
     def connection(self) -> Connection:
         """Protocol factory for ``loop.create_server``."""
@@ -208,10 +210,15 @@ class Hub:
             self._sweeper = loop.call_later(SWEEP_EVERY, self.sweep)
 
     def sweep(self) -> None:
-        """Close connections stuck mid-packet, over the output cap too long, or (with ``idle_timeout``) silent."""
+        """Close connections stuck mid-packet, over the output cap too long, or (with ``idle_timeout``) silent;
+        give the kept free heap back once the board has been still for ``RELEASE_WHEN_QUIET`` seconds, once per
+        quiet spell (``board.now`` is the time of the latest read, or of a due epoch job or timeout)."""
         assert self._loop is not None
         self._sweeper = self._loop.call_later(SWEEP_EVERY, self.sweep)
         now = _time()
+        if self._released_at < self.board.now <= now - RELEASE_WHEN_QUIET:
+            release_kept_memory()
+            self._released_at = now
         limits = self.limits
         for connection, since in list(self.partial.items()):
             if connection.switch.total:

@@ -1,6 +1,7 @@
 """Memory tuning of a job server process: glibc's heap (keep freed large buffers for speed, give them back after a
-big drop) and Python's cyclic garbage collector (run it rarely). Called by ``app.run``, which takes over its
-process (``gearworks serve``), never for a ``JobServer`` started in another program's event loop.
+big drop and when the server goes quiet) and Python's cyclic garbage collector (run it rarely). ``app.run``, which
+takes over its process (``gearworks serve``), turns them on; a ``JobServer`` started in another program's event
+loop leaves that process's heap and collector as they are (``release_kept_memory`` does nothing there).
 
 The heap calls are no-ops where glibc's ``mallopt``/``malloc_trim`` are missing (other platforms, musl).
 """
@@ -12,7 +13,14 @@ import gc
 import sys
 from collections.abc import Callable
 
-__all__ = ["GC_THRESHOLDS", "collect_rarely", "keep_large_buffers", "release_free_memory"]
+__all__ = [
+    "GC_THRESHOLDS",
+    "RELEASE_WHEN_QUIET",
+    "collect_rarely",
+    "keep_large_buffers",
+    "release_free_memory",
+    "release_kept_memory",
+]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
@@ -34,10 +42,25 @@ def keep_large_buffers() -> None:
     faulted in and unmapped again when freed: profiling 1 MiB jobs showed page faults as the largest cost. Raising
     the mmap and trim thresholds serves them from the heap.
     """
+    global _kept  # noqa: PLW0603 (one switch per process, set once by app.run)
     mallopt = _libc_function("mallopt")
     if mallopt is not None:
         mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
         mallopt(_M_TRIM_THRESHOLD, 128 * 1024 * 1024)
+        _kept = True
+
+
+_kept = False
+RELEASE_WHEN_QUIET = 1.0
+"""Seconds without input after which the hub's sweep gives the kept free heap back (``release_kept_memory``)."""
+
+
+def release_kept_memory() -> None:
+    """Give back what ``keep_large_buffers`` kept, once traffic stops: a burst of submissions leaves megabytes of
+    freed read and write buffers in the heap (about 50 bytes per job queued by a 100,000-job pipelined burst, #14),
+    which a quiet server holding a deep queue should not sit on. A no-op in a process that did not keep them."""
+    if _kept:
+        release_free_memory()
 
 
 def release_free_memory() -> None:
