@@ -61,6 +61,12 @@ def perl(port: int, function: str) -> list[str]:
     return ["perl", str(PEERS / "perl_worker.pl"), str(port), function]
 
 
+def raw(port: int, function: str) -> list[str]:
+    """bench/server.py's raw-socket echo worker: the protocol in a plain loop, no worker library (the floor a Python
+    worker can reach doing one round trip per job)."""
+    return [sys.executable, str(ROOT / "bench" / "server.py"), "--raw-worker", "127.0.0.1", str(port), function]
+
+
 def contenders(uvloop: bool) -> list[Contender]:
     chosen = [
         Contender("gearworks async c1", gearworks("async", 1)),
@@ -73,6 +79,7 @@ def contenders(uvloop: bool) -> list[Contender]:
         Contender("PHP libgearman", php),
         Contender("PHP libgearman x2", php, 2),
         Contender("Perl Gearman::Worker", perl),
+        Contender("raw Python socket (floor)", raw),
     ]
     if uvloop:
         chosen.insert(2, Contender("gearworks async c16 uvloop", gearworks("async", 16, uvloop=True)))
@@ -188,7 +195,11 @@ def report(results: dict[str, dict[str, list[float]]], rounds: int, jobs: int, t
         rates["drain"] for name, rates in medians.items() if name.startswith("gearworks async") and "x2" not in name
     )
     blocking = medians["gearworks blocking"]["drain"]
+    async_c1 = medians["gearworks async c1"]["drain"]
+    floor = medians["raw Python socket (floor)"]["drain"]
     targets = {
+        "async_c1_vs_php": async_c1 / php_drain,
+        "floor_vs_php": floor / php_drain,
         "async_vs_php": best_async / php_drain,
         "async_vs_perl": best_async / perl_drain,
         "blocking_vs_perl": blocking / perl_drain,
@@ -196,6 +207,10 @@ def report(results: dict[str, dict[str, list[float]]], rounds: int, jobs: int, t
     print(
         f"targets: best single async worker {targets['async_vs_php']:.2f}x PHP (>= 1), "
         f"{targets['async_vs_perl']:.2f}x Perl (>= 4); blocking {targets['blocking_vs_perl']:.2f}x Perl (>= 1)"
+    )
+    print(
+        f"async c1 drain {targets['async_c1_vs_php']:.2f}x PHP (>= 1); the raw socket floor "
+        f"{targets['floor_vs_php']:.2f}x PHP, async c1 {async_c1 / floor:.2f}x the floor"
     )
     print("RESULT " + json.dumps({"jobs_per_s": medians, "targets": targets, "rounds": rounds, "jobs": jobs}))
 
