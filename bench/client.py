@@ -220,8 +220,16 @@ def report(samples: dict[str, dict[str, list[float]]], floor: float, rounds: int
         print(f"{scenario:26}" + "".join(f"{row[name]:14,.0f}" if name in row else f"{'-':>14}" for name in names))
     print(f"{'sequential floor (raw socket, no client library)':50}{floor:10,.0f}")
     best = {s: max(row.get("async", 0.0), row.get("async+uvloop", 0.0)) for s, row in medians.items()}
+    async_seq = medians["sequential"]["async"]
+    uvloop_seq = medians["sequential"].get("async+uvloop")
     targets = {
-        "async >= php sequential": best["sequential"] / medians["sequential"]["php"],
+        "async (no uvloop) >= php sequential": async_seq / medians["sequential"]["php"],
+        **(
+            {"async+uvloop >= 1.2x php sequential": uvloop_seq / (1.2 * medians["sequential"]["php"])}
+            if uvloop_seq is not None
+            else {}
+        ),
+        "floor (raw socket) >= php sequential": floor / medians["sequential"]["php"],
         "async >= 3x perl sequential": best["sequential"] / (3 * medians["sequential"]["perl"]),
         "async >= 2x php task set": best["task set"] / (2 * medians["task set"]["php"]),
         "async >= php background": best["background"] / medians["background"]["php"],
@@ -230,6 +238,11 @@ def report(samples: dict[str, dict[str, list[float]]], floor: float, rounds: int
         "async >= perl 1 MiB": best["1 MiB"] / medians["1 MiB"]["perl"],
         **{
             f"blocking >= perl {scenario}": medians[scenario]["blocking"] / medians[scenario]["perl"]
+            for scenario in SCENARIOS
+            if scenario in PEER_MODES
+        },
+        **{
+            f"blocking >= php {scenario}": medians[scenario]["blocking"] / medians[scenario]["php"]
             for scenario in SCENARIOS
             if scenario in PEER_MODES
         },
