@@ -52,7 +52,8 @@ def keep_large_buffers() -> None:
 
 _kept = False
 RELEASE_WHEN_QUIET = 1.0
-"""Seconds without input after which the hub's sweep gives the kept free heap back (``release_kept_memory``)."""
+"""Seconds the board must have been still (no read, no due timer) before the hub's sweep gives the kept free heap
+back (``release_kept_memory``)."""
 
 
 def release_kept_memory() -> None:
