@@ -1,7 +1,8 @@
 """What the counters and an idle HTTP listener cost, and how long a /metrics scrape of 1,000 functions takes.
 
-Servers side by side, interleaved within every scenario (medians of the rounds, and of the per-round ratios),
-driven by bench/server.py's raw-socket client and worker (the driver that leaves the server the bottleneck):
+Servers side by side, started afresh every round and interleaved within it (medians of the rounds, and of the
+per-round ratios), driven by bench/server.py's raw-socket client and worker (the driver that leaves the server the
+bottleneck):
 
 - ``counters``: the server of this tree, counting, with ``--http-port 0`` (an idle HTTP listener sampling once a
   second);
@@ -239,13 +240,17 @@ def main() -> int:
     cost: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="gearworks-baseline-") as tmp:
         baseline = export(args.baseline, Path(tmp)) if args.baseline else uncounted(Path(tmp))
-        servers = {name: start(name, baseline)[0] for name in names}
-        try:
-            for scenario in SCENARIOS:
-                rates: dict[str, list[float]] = {name: [] for name in names}
-                costs: dict[str, list[float]] = {name: [] for name in names}
-                count = counts(args.quick)[scenario]
-                for round_number in range(rounds):
+        for scenario in SCENARIOS:
+            rates: dict[str, list[float]] = {name: [] for name in names}
+            costs: dict[str, list[float]] = {name: [] for name in names}
+            count = counts(args.quick)[scenario]
+            for round_number in range(rounds):
+                # Fresh server processes every round: a process's own layout (hash seed, heap) moved an identical
+                # tree by about 1 %, which one process per server for every round would count as a difference.
+                servers = {name: start(name, baseline)[0] for name in names}
+                try:
+                    for server in servers.values():
+                        measure(server, RAW, scenario, max(count // 10, 100))  # warm: first-use buffers, imports
                     # Interleaved, every server once per round, in turns first (ABBA): the first of a pair ran
                     # measurably slower on this machine, which would count against whichever always came first.
                     for name in names if round_number % 2 == 0 else names[::-1]:
@@ -256,13 +261,13 @@ def main() -> int:
                         costs[name].append(per_job)
                         print(f"# {scenario} on {name}: {rate:,.0f} jobs/s, {per_job / 1000:.2f} µs CPU/job",
                               file=sys.stderr, flush=True)  # fmt: skip
-                results[scenario] = {name: statistics.median(rates[name]) for name in names}
-                cpu[scenario] = {name: statistics.median(costs[name]) for name in names}
-                throughput[scenario] = {name: median_ratio(rates["counters"], rates[name]) for name in names[1:]}
-                cost[scenario] = {name: median_ratio(costs[name], costs["counters"]) for name in names[1:]}
-        finally:
-            for server in servers.values():
-                server.close()
+                finally:
+                    for server in servers.values():
+                        server.close()
+            results[scenario] = {name: statistics.median(rates[name]) for name in names}
+            cpu[scenario] = {name: statistics.median(costs[name]) for name in names}
+            throughput[scenario] = {name: median_ratio(rates["counters"], rates[name]) for name in names[1:]}
+            cost[scenario] = {name: median_ratio(costs[name], costs["counters"]) for name in names[1:]}
         cycles = cycle_costs({"counters": None, "baseline": baseline}, rounds, 20000 if args.quick else 100000)
     scrape = scrape_time(args.functions, 10 if args.quick else 30)
     elapsed = time.monotonic() - started
