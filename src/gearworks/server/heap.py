@@ -1,7 +1,8 @@
 """Memory tuning of a job server process: glibc's heap (keep freed large buffers for speed, give them back after a
 big drop and when the server goes quiet) and Python's cyclic garbage collector (run it rarely). ``app.run``, which
 takes over its process (``gearworks serve``), turns them on; a ``JobServer`` started in another program's event
-loop leaves that process's heap and collector as they are (``release_kept_memory`` does nothing there).
+loop leaves that process's heap thresholds and collector as they are (``release_kept_memory`` does nothing there;
+only dropping a connection's large partial body trims the heap, ``release_free_memory``).
 
 The heap calls are no-ops where glibc's ``mallopt``/``malloc_trim`` are missing (other platforms, musl).
 """
