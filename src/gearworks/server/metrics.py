@@ -6,30 +6,35 @@ conventions: a ``gearworks_`` prefix, ``_total`` counters, base units (``_second
 they become label values as UTF-8, undecodable bytes backslash-escaped so different names stay different series.
 
 Two ways out of one list of families: ``BoardCollector`` is a prometheus-client ``Collector`` (register it in an
-application's own registry, or read it with ``generate_latest``), and ``render`` writes the same text format
-itself. ``/metrics`` uses ``render``: prometheus-client builds a ``Sample`` and escapes and sorts labels for each
-line, about 6 µs each, and 1,000 functions make some 50,000 lines, ten times the 50 ms a scrape may take; the
-tests check that both give the same families, parsed back by prometheus-client's own parser. Reads the board,
-never changes it.
+application's own registry, or read it with ``generate_latest``), and ``render`` writes the same bytes as
+prometheus-client's ``generate_latest`` does for that collector, but faster: the library builds a ``Sample`` and
+escapes and sorts labels for each line, about 4 µs each, and 1,000 functions make some 46,000 lines, four times
+the 50 ms a scrape may take. ``render`` spells values with the library's own ``floatToGoString`` (small
+integers without the call), escapes and orders labels by the library's rules and formats each label set once;
+the tests hold it to ``generate_latest``'s output byte for byte. Reads the board, never changes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import cast
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from gearworks.server.board import Board
 from gearworks.server.stats import BUCKETS, Histogram
 
-__all__ = ["CONTENT_TYPE", "BoardCollector", "Family", "families", "label", "registry", "render"]
+__all__ = ["CONTENT_TYPE", "BoardCollector", "Family", "families", "label", "metric", "registry", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The Prometheus text exposition format ``render`` writes."""
+_go = cast("Callable[[float], str]", floatToGoString)
+"""prometheus-client's spelling of a sample value (its function, typed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +47,21 @@ class Labels:
 
 
 def _labels(*pairs: tuple[str, str]) -> Labels:
-    return Labels(pairs, "".join(f',{name}="{_escape(value)}"' for name, value in pairs))
+    """Labels written in name order, as ``generate_latest`` sorts them (``function`` sorts first of all ours)."""
+    return Labels(pairs, "".join(f',{name}="{_escape(value)}"' for name, value in sorted(pairs)))
 
 
 def _escape(value: str) -> str:
-    """A label value in the text format: backslash, double quote and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """A label value in the text format: backslash, newline and double quote escaped, in prometheus-client's order."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    """A sample value as prometheus-client spells it (``floatToGoString``: ``3.0``, ``1.5e+06``); integers under a
+    million, most values of a scrape, without the call."""
+    if type(value) is int and 0 <= value < 1_000_000:
+        return f"{value}.0"
+    return _go(value)
 
 
 _NONE = _labels()
@@ -174,14 +188,14 @@ def _server_families(board: Board) -> Iterator[Family]:
 
 
 def render(metrics: list[Family]) -> bytes:
-    """The families in Prometheus' text format 0.0.4 (what ``generate_latest`` writes, values in Python's
-    shortest float or integer spelling)."""
+    """The families in Prometheus' text format 0.0.4: the bytes ``generate_latest`` writes for them."""
     out: list[str] = []
     append = out.append
     escaped: dict[str, str] = {}
     for family in metrics:
         name = family.name + "_total" if family.kind == "counter" else family.name
-        append(f"# HELP {name} {family.help.replace(chr(92), chr(92) * 2)}\n# TYPE {name} {family.kind}\n")
+        documentation = family.help.replace("\\", "\\\\").replace("\n", "\\n")
+        append(f"# HELP {name} {documentation}\n# TYPE {name} {family.kind}\n")
         for sample, function, labels, value in family.samples:
             if function is None:
                 text = labels.text[1:]
@@ -190,7 +204,7 @@ def render(metrics: list[Family]) -> bytes:
                 if quoted is None:
                     quoted = escaped[function] = _escape(function)
                 text = f'function="{quoted}"{labels.text}'
-            append(f"{sample}{{{text}}} {value}\n" if text else f"{sample} {value}\n")
+            append(f"{sample}{{{text}}} {_number(value)}\n" if text else f"{sample} {_number(value)}\n")
         if family.histograms:
             _write_histograms(family, escaped, out)
     return "".join(out).encode()
@@ -205,10 +219,13 @@ def _write_histograms(family: Family, escaped: dict[str, str], out: list[str]) -
             quoted = escaped[function] = _escape(function)
         head = f'{bucket}{{function="{quoted}",le="'
         out.extend(
-            [f'{head}{le}"}} {running}\n' for le, running in zip(_LE, accumulate(histogram.buckets), strict=True)]
+            [
+                f'{head}{le}"}} {running}.0\n' if running < 1_000_000 else f'{head}{le}"}} {_go(running)}\n'
+                for le, running in zip(_LE, accumulate(histogram.buckets), strict=True)
+            ]
         )
-        out.append(f'{name}_count{{function="{quoted}"}} {histogram.count}\n')
-        out.append(f'{name}_sum{{function="{quoted}"}} {histogram.total}\n')
+        out.append(f'{name}_count{{function="{quoted}"}} {_number(histogram.count)}\n')
+        out.append(f'{name}_sum{{function="{quoted}"}} {_go(histogram.total)}\n')
 
 
 class BoardCollector(Collector):
@@ -223,14 +240,18 @@ class BoardCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Every family, built as prometheus-client ``Metric`` objects."""
-        for family in families(self.board):
-            metric = Metric(family.name, family.help, family.kind)
-            for sample, function, labels, value in family.expanded():
-                pairs = dict(labels.pairs)
-                if function is not None:
-                    pairs["function"] = function
-                metric.samples.append(Sample(sample, pairs, value))
-            yield metric
+        return map(metric, families(self.board))
+
+
+def metric(family: Family) -> Metric:
+    """One family as a prometheus-client ``Metric``, every sample spelled out."""
+    out = Metric(family.name, family.help, family.kind)
+    for sample, function, labels, value in family.expanded():
+        pairs = dict(labels.pairs)
+        if function is not None:
+            pairs["function"] = function
+        out.samples.append(Sample(sample, pairs, value))
+    return out
 
 
 def registry(board: Board) -> CollectorRegistry:
