@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 import gearworks.server
 from gearworks.server.board import Board
 from gearworks.server.jobs import Priority
-from gearworks.server.metrics import Family, families, metric, render
+from gearworks.server.metrics import Family, families, metric, registry, render
 from gearworks.server.stats import BUCKETS, SUBMITTED_SLOT, Histogram, Stats
 
 
@@ -142,6 +142,17 @@ def test_render_writes_the_bytes_generate_latest_writes() -> None:
     stats.bad_input["magic"] = 2
     metrics = families(board)
     assert render(metrics) == generate_latest(Fixed(metrics))
+
+
+def test_a_registry_with_the_board_collector_writes_what_render_writes() -> None:
+    board, _stats = loaded(b"a", "ü".encode())
+    board.function(b"idle")
+    uptime = b"gearworks_uptime_seconds "  # read twice, a moment apart
+
+    def without_uptime(text: bytes) -> list[bytes]:
+        return [line for line in text.splitlines() if not line.startswith(uptime)]
+
+    assert without_uptime(generate_latest(registry(board))) == without_uptime(render(families(board)))
 
 
 _NAMES = st.lists(st.binary(max_size=12), min_size=1, max_size=6, unique=True)
